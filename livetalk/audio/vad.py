@@ -1,0 +1,402 @@
+"""Turn detection on webrtcvad: finds where speech starts and stops in a PCM stream.
+
+:class:`TurnDetector` is sans-I/O: feed it int16 mono chunks of any size with
+:meth:`~TurnDetector.feed` and it returns the :class:`SpeechStarted` and :class:`SpeechStopped`
+events those samples complete. It serves the local server's ``server_vad`` and the client's
+local-VAD fallback.
+
+Theory of operation
+-------------------
+webrtcvad classifies frames of 10, 20 or 30 ms as voiced or not, at 8, 16, 32 or 48 kHz. Other
+rates that are a multiple of 8 kHz (24 kHz, the Realtime API's rate) are low-pass filtered and
+decimated to the largest of those that divides them, with a stateful FIR filter (no
+resampler latency beyond 1 ms). Each frame's verdict then goes through windowed rules, which
+held up where "N consecutive frames" rules failed in noise (measured on this project, see
+``field-notes.md`` section 4):
+
+* start: at least ``start_ratio`` of the frames in the last ``start_window_ms`` are voiced
+  (and they add up to ``min_speech_ms``). Frames in the first ``ignore_first_ms`` of the stream
+  never count towards a start, because webrtcvad is still adapting to the noise floor there.
+  The turn starts at the first voiced frame of that window, less ``prefix_padding_ms``.
+* end: at most ``end_ratio`` of the frames in the last ``silence_duration_ms`` are voiced. The
+  turn ends where speech was last dense (the last voiced frame of a window that would satisfy
+  the start rule), so ``end_ms`` marks the end of speech, not the moment it was detected
+  (which is about ``silence_duration_ms`` later).
+
+Every time is media time in milliseconds from the first sample fed, computed from sample
+counts, never from the wall clock: feeding faster or slower than real time gives the same
+events, and so does feeding the same samples in chunks of other sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from livetalk.audio.format import PCM, check_pcm, check_rate, empty_pcm
+from livetalk.errors import ConfigError
+
+__all__ = ["SpeechStarted", "SpeechStopped", "TurnDetector", "VadEvent"]
+
+_VAD_RATES = (48000, 32000, 16000, 8000)
+_FRAME_MS = (10, 20, 30)
+_FIR_TAPS_PER_FACTOR = 16
+_FIR_CUTOFF = 0.9
+"""Low-pass cutoff as a fraction of the decimated signal's Nyquist frequency."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """Speech began.
+
+    Attributes:
+        start_ms: where the turn's audio starts, in ms of stream time: the onset of speech less
+            the prefix padding, never before 0 or before the end of the previous turn.
+    """
+
+    start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """Speech ended; the turn is complete.
+
+    Equality compares ``end_ms`` only: compare ``audio`` with numpy.
+
+    Attributes:
+        end_ms: where speech ended, in ms of stream time.
+        audio: the turn's samples at the detector's input rate, from the matching
+            :attr:`SpeechStarted.start_ms` (prefix padding included) to ``end_ms``.
+    """
+
+    end_ms: int
+    audio: PCM = field(compare=False, repr=False)
+
+
+VadEvent = SpeechStarted | SpeechStopped
+"""The events a :class:`TurnDetector` returns."""
+
+
+class TurnDetector:
+    """Finds turns (speech between silences) in a mono int16 PCM stream.
+
+    Feed samples with :meth:`feed` and act on the events it returns; call :meth:`force_end` to
+    close a turn early (push-to-talk commit) and :meth:`reset` to drop the turn in progress.
+
+    Args:
+        rate: input sample rate in Hz: 8, 16, 32 or 48 kHz, or another multiple of 8 kHz
+            (24 kHz is decimated to 8 kHz, 96 kHz to 48 kHz).
+        aggressiveness: webrtcvad mode, 0 (calls most things speech) to 3 (strictest). In noise
+            only 2 and 3 let turns end.
+        frame_ms: webrtcvad frame length: 10, 20 or 30.
+        prefix_padding_ms: audio kept before the onset of speech.
+        silence_duration_ms: length of the window whose (near) silence ends a turn.
+        start_window_ms: length of the window that must be mostly voiced to start a turn.
+        start_ratio: fraction of voiced frames in the start window that starts a turn.
+        end_ratio: fraction of voiced frames in the silence window at or below which a turn ends.
+        ignore_first_ms: stream time during which no turn can start.
+        min_speech_ms: voiced time the start window must hold, on top of ``start_ratio``.
+
+    Raises:
+        ConfigError: an unsupported rate or frame length, or a value out of range.
+    """
+
+    def __init__(
+        self,
+        rate: int,
+        *,
+        aggressiveness: int = 3,
+        frame_ms: int = 30,
+        prefix_padding_ms: int = 300,
+        silence_duration_ms: int = 700,
+        start_window_ms: int = 300,
+        start_ratio: float = 0.6,
+        end_ratio: float = 0.15,
+        ignore_first_ms: int = 500,
+        min_speech_ms: int = 100,
+    ) -> None:
+        import webrtcvad  # an optional dependency: livetalk[vad] or livetalk[server]
+
+        try:
+            self.rate = check_rate(rate)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        vad_rate = next((r for r in _VAD_RATES if self.rate % r == 0), None)
+        if vad_rate is None:
+            raise ConfigError(
+                f"TurnDetector needs a rate that is a multiple of 8000 Hz, got {rate}; "
+                "resample first (livetalk.audio.resample)"
+            )
+        if aggressiveness not in (0, 1, 2, 3):
+            raise ConfigError(f"aggressiveness must be 0, 1, 2 or 3, got {aggressiveness!r}")
+        if frame_ms not in _FRAME_MS:
+            raise ConfigError(f"frame_ms must be 10, 20 or 30, got {frame_ms!r}")
+        for name, value in (
+            ("prefix_padding_ms", prefix_padding_ms),
+            ("ignore_first_ms", ignore_first_ms),
+            ("min_speech_ms", min_speech_ms),
+        ):
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        for name, value in (
+            ("silence_duration_ms", silence_duration_ms),
+            ("start_window_ms", start_window_ms),
+        ):
+            if value < frame_ms:
+                raise ConfigError(f"{name} must be at least frame_ms ({frame_ms}), got {value}")
+        if not 0.0 < start_ratio <= 1.0:
+            raise ConfigError(f"start_ratio must be in (0, 1], got {start_ratio}")
+        if not 0.0 <= end_ratio < start_ratio:
+            raise ConfigError(f"end_ratio must be in [0, start_ratio), got {end_ratio}")
+        if min_speech_ms > start_window_ms:
+            raise ConfigError(
+                f"min_speech_ms ({min_speech_ms}) cannot exceed start_window_ms ({start_window_ms})"
+            )
+
+        self.aggressiveness = aggressiveness
+        self.frame_ms = frame_ms
+        self.prefix_padding_ms = prefix_padding_ms
+        self.silence_duration_ms = silence_duration_ms
+        self.start_window_ms = start_window_ms
+        self.start_ratio = start_ratio
+        self.end_ratio = end_ratio
+        self.ignore_first_ms = ignore_first_ms
+        self.min_speech_ms = min_speech_ms
+
+        self._webrtcvad = webrtcvad
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._vad_rate = vad_rate
+        self._factor = self.rate // vad_rate
+        self._fir = _lowpass(self._factor)
+        self._frame_len = vad_rate * frame_ms // 1000
+        self._start_frames = math.ceil(start_window_ms / frame_ms)
+        self._end_frames = math.ceil(silence_duration_ms / frame_ms)
+        self._start_needed = max(
+            math.ceil(start_ratio * self._start_frames - 1e-9),
+            math.ceil(min_speech_ms / frame_ms),
+        )
+        self._end_allowed = math.floor(end_ratio * self._end_frames + 1e-9)
+        self._first_eligible = math.ceil(ignore_first_ms / frame_ms)
+        self._keep_ms = prefix_padding_ms + (self._start_frames + 1) * frame_ms
+        self._fed = 0
+        self._audio = _SampleBuffer()
+        self._fir_history = np.zeros(self._fir.size - 1, dtype=np.float64)
+        self._phase = 0  # index in the next input chunk of the next decimated sample
+        self._pending = empty_pcm()  # decimated samples not yet making a whole frame
+        self._frames = 0  # frames classified so far
+        self._flags: deque[bool] = deque(maxlen=max(self._start_frames, self._end_frames))
+        self._in_speech = False
+        self._onset_frame = 0
+        self._turn_start_ms = 0
+        self._speech_end_ms = 0
+        self._last_end_ms = 0
+
+
+    @classmethod
+    def from_threshold(cls, rate: int, threshold: float = 0.5, **kwargs: Any) -> TurnDetector:
+        """Build a detector from the Realtime API's ``server_vad`` threshold.
+
+        The API's threshold (0 to 1, default 0.5; higher needs louder speech) maps to the
+        webrtcvad mode ``min(3, int(threshold * 4))``: [0, 0.25) -> 0, [0.25, 0.5) -> 1,
+        [0.5, 0.75) -> 2, [0.75, 1] -> 3. The API's default thus gives mode 2, the most lenient
+        mode that still lets turns end in noise.
+
+        Args:
+            rate: input sample rate in Hz.
+            threshold: the ``turn_detection.threshold``, 0 to 1.
+            **kwargs: any other :class:`TurnDetector` argument except ``aggressiveness``.
+
+        Raises:
+            ConfigError: ``threshold`` outside [0, 1], or an invalid argument.
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ConfigError(f"threshold must be a number from 0 to 1, got {threshold!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must be from 0 to 1, got {threshold}")
+        if "aggressiveness" in kwargs:
+            raise ConfigError("pass either threshold or aggressiveness, not both")
+        return cls(rate, aggressiveness=min(3, int(threshold * 4)), **kwargs)
+
+    @property
+    def in_speech(self) -> bool:
+        """True between a :class:`SpeechStarted` and its :class:`SpeechStopped`."""
+        return self._in_speech
+
+    @property
+    def stream_ms(self) -> int:
+        """Media time fed so far, in whole milliseconds."""
+        return self._fed * 1000 // self.rate
+
+    def reset(self) -> None:
+        """Drop the turn in progress (without an event) and the audio held for it.
+
+        The media clock keeps running, so later events stay in the same time base; the next
+        turn needs fresh evidence (a full start window of speech).
+        """
+        self._in_speech = False
+        self._flags.clear()
+        self._last_end_ms = self.stream_ms
+        self._audio.discard_before(self._fed)
+
+    def force_end(self) -> SpeechStopped | None:
+        """End the turn in progress now, as a push-to-talk commit does.
+
+        Returns:
+            A :class:`SpeechStopped` whose audio runs from the turn's start to everything fed so
+            far (``end_ms`` is :attr:`stream_ms`), or None if no turn is in progress.
+        """
+        if not self._in_speech:
+            return None
+        return self._stop(self.stream_ms)
+
+    # ------------------------------------------------------------------ feeding
+    def feed(self, pcm: PCM) -> list[VadEvent]:
+        """Take the next samples of the stream.
+
+        Args:
+            pcm: 1-D int16 mono samples at :attr:`rate`, any length.
+
+        Returns:
+            The events completed by these samples, in stream order (often empty).
+
+        Raises:
+            AudioFormatError: ``pcm`` is not a 1-D int16 array.
+        """
+        check_pcm(pcm)
+        if pcm.size == 0:
+            return []
+        self._audio.append(pcm, self._fed)
+        self._fed += pcm.size
+        frames = np.concatenate((self._pending, self._decimate(pcm)))
+        n_frames = frames.size // self._frame_len
+        self._pending = frames[n_frames * self._frame_len:]
+        events: list[VadEvent] = []
+        for k in range(n_frames):
+            chunk = frames[k * self._frame_len:(k + 1) * self._frame_len]
+            voiced = self._vad.is_speech(chunk.tobytes(), self._vad_rate)
+            event = self._on_frame(voiced)
+            if event is not None:
+                events.append(event)
+        if not self._in_speech:
+            keep_from = (self._frames * self.frame_ms - self._keep_ms) * self.rate // 1000
+            self._audio.discard_before(keep_from)
+        return events
+
+    def _decimate(self, pcm: PCM) -> PCM:
+        if self._factor == 1:
+            return pcm
+        x = np.concatenate((self._fir_history, pcm.astype(np.float64)))
+        self._fir_history = x[-(self._fir.size - 1):]
+        out = np.convolve(x, self._fir, mode="valid")[self._phase::self._factor]
+        self._phase = (self._phase - pcm.size) % self._factor
+        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+    def _on_frame(self, voiced: bool) -> VadEvent | None:
+        k = self._frames
+        self._frames += 1
+        self._flags.append(voiced)
+        if self._in_speech:
+            return self._on_speech_frame(k)
+        if not voiced:
+            return None
+        window = list(self._flags)[-self._start_frames:]
+        first = k - len(window) + 1
+        eligible = [i for i, v in enumerate(window) if v and first + i >= self._first_eligible]
+        if len(eligible) < self._start_needed:
+            return None
+        self._in_speech = True
+        self._onset_frame = first + eligible[0]
+        onset_ms = self._onset_frame * self.frame_ms
+        self._speech_end_ms = (k + 1) * self.frame_ms
+        self._turn_start_ms = max(0, self._last_end_ms, onset_ms - self.prefix_padding_ms)
+        return SpeechStarted(self._turn_start_ms)
+
+    def _on_speech_frame(self, k: int) -> SpeechStopped | None:
+        flags = list(self._flags)
+        start_window = flags[-self._start_frames:]
+        if sum(start_window) >= self._start_needed:
+            last_voiced = len(start_window) - 1 - start_window[::-1].index(True)
+            end_frame = k - len(start_window) + 1 + last_voiced
+            self._speech_end_ms = max(self._speech_end_ms, (end_frame + 1) * self.frame_ms)
+        if k - self._onset_frame + 1 < self._end_frames:
+            return None
+        if sum(flags[-self._end_frames:]) > self._end_allowed:
+            return None
+        return self._stop(self._speech_end_ms)
+
+    def _stop(self, end_ms: int) -> SpeechStopped:
+        start = self._turn_start_ms * self.rate // 1000
+        end = end_ms * self.rate // 1000
+        audio = self._audio.slice(start, end)
+        self._in_speech = False
+        self._last_end_ms = end_ms
+        self._audio.discard_before(end)
+        return SpeechStopped(end_ms, audio)
+
+    def __repr__(self) -> str:
+        return (
+            f"TurnDetector({self.rate}, aggressiveness={self.aggressiveness}, "
+            f"frame_ms={self.frame_ms}, silence_duration_ms={self.silence_duration_ms})"
+        )
+
+
+def _lowpass(factor: int) -> np.ndarray:
+    """A windowed-sinc low-pass FIR for decimation by ``factor`` (unity gain at DC)."""
+    if factor == 1:
+        return np.ones(1)
+    taps = _FIR_TAPS_PER_FACTOR * factor + 1
+    n = np.arange(taps) - (taps - 1) / 2
+    cutoff = _FIR_CUTOFF / factor  # in units of the input's Nyquist frequency
+    h = cutoff * np.sinc(cutoff * n) * np.hamming(taps)
+    return h / h.sum()
+
+
+class _SampleBuffer:
+    """Growable int16 store addressed by absolute sample index, trimmed from the front.
+
+    Trimming only moves a start offset; the kept samples move to the front of the array when
+    an append would otherwise need to grow it, so each sample is copied O(1) times on average.
+    """
+
+    __slots__ = ("_base", "_buf", "_head", "_len")
+
+    def __init__(self) -> None:
+        self._buf = np.empty(0, dtype=np.int16)
+        self._head = 0  # position in _buf of the first sample held
+        self._base = 0  # absolute index of that sample
+        self._len = 0
+
+    def append(self, pcm: PCM, at: int) -> None:
+        """Store ``pcm`` whose first sample has absolute index ``at`` (right after the last)."""
+        if self._len == 0:
+            self._head, self._base = 0, at
+        if self._head + self._len + pcm.size > self._buf.size:
+            kept = self._buf[self._head:self._head + self._len]
+            need = self._len + pcm.size
+            if need * 2 > self._buf.size:
+                grown = np.empty(max(need * 2, 4096), dtype=np.int16)
+                grown[:self._len] = kept
+                self._buf = grown
+            else:
+                self._buf[:self._len] = kept.copy()
+            self._head = 0
+        end = self._head + self._len
+        self._buf[end:end + pcm.size] = pcm
+        self._len += pcm.size
+
+    def discard_before(self, index: int) -> None:
+        """Forget samples with an absolute index below ``index``."""
+        drop = min(max(0, index - self._base), self._len)
+        self._head += drop
+        self._base += drop
+        self._len -= drop
+
+    def slice(self, start: int, end: int) -> PCM:
+        """A copy of the samples with absolute indexes in ``[start, end)`` still held."""
+        lo = min(max(0, start - self._base), self._len)
+        hi = min(max(lo, end - self._base), self._len)
+        return self._buf[self._head + lo:self._head + hi].copy()

@@ -1,0 +1,521 @@
+"""The user-facing call object: :func:`connect` and :class:`Call`.
+
+A :class:`Call` joins the three layers: a transport (WebRTC by default) that carries events
+and audio, the sans-I/O protocol core that parses events and assembles turns, and the audio
+helpers that feed and record PCM. Use it as an async context manager::
+
+    async with livetalk.connect(session=SessionConfig(instructions="Be brief.")) as call:
+        await call.stream(livetalk.audio.FileSource("question.wav"))
+        async for turn in call.turns():
+            print(turn.role, turn.text)
+
+or ``call = await livetalk.connect(...)`` followed by ``await call.close()``.
+
+Iterators (:meth:`Call.events`, :meth:`Call.transcript_deltas`, :meth:`Call.turns`,
+:meth:`Call.audio_chunks`) can be read by several consumers at once; each sees every item.
+They end normally when the call is closed, and raise :class:`~livetalk.errors.CallClosedError`
+after the last item when the call fails; nothing received before a failure is lost.
+Cancelling a task that awaits any coroutine of the call is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import numpy as np
+
+from livetalk._feed import Feed
+from livetalk.audio.clock import MediaClock
+from livetalk.errors import (
+    CallClosedError,
+    ConfigError,
+    LivetalkError,
+    RemoteProtocolError,
+    ServerErrorEvent,
+)
+from livetalk.protocol import events as ev
+from livetalk.protocol import wire
+from livetalk.protocol.conversation import (
+    Conversation,
+    FunctionCallDone,
+    ResponseFinished,
+    TranscriptDelta,
+    Turn,
+)
+from livetalk.protocol.events import Usage
+from livetalk.protocol.session import SessionConfig
+from livetalk.transport.signaling import resolve_api_key, resolve_base_url
+from livetalk.transport.webrtc import WebRTCTransport
+
+__all__ = ["Call", "connect"]
+
+log = logging.getLogger("livetalk")
+
+#: What ``Call.say()`` puts in ``response.instructions``; the model (and livetalk's local
+#: server) speaks the text verbatim.
+SAY_EXACTLY_PREFIX = "Say exactly the following, word for word, and nothing else:"
+
+EventTap = Callable[[str, dict[str, Any]], None]
+
+
+class EventLog:
+    """Writes every event crossing the wire as ``{"dir", "t_ms", "event"}`` JSON lines."""
+
+    def __init__(self, target: str | Path | IO[str]) -> None:
+        self._owned = isinstance(target, str | Path)
+        self._file: IO[str] = (
+            open(target, "w", encoding="utf-8") if isinstance(target, str | Path) else target
+        )
+        self._t0 = time.monotonic()
+
+    def __call__(self, direction: str, event: dict[str, Any]) -> None:
+        t_ms = round((time.monotonic() - self._t0) * 1000, 1)
+        self._file.write(json.dumps({"dir": direction, "t_ms": t_ms, "event": event}) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()
+
+
+class Call:
+    """A live Realtime session. Create it with :func:`connect`; see the module docstring."""
+
+    def __init__(
+        self,
+        transport: WebRTCTransport,
+        *,
+        config: SessionConfig | None,
+        http_client: httpx.AsyncClient,
+        owns_http: bool,
+        taps: list[EventTap],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._transport = transport
+        self._config = config
+        self._http = http_client
+        self._owns_http = owns_http
+        self._taps = taps
+        self._clock = clock
+        self.conversation = Conversation(clock=clock)
+        #: The full effective session, from the latest ``session.created``/``session.updated``.
+        self.session: dict[str, Any] = {}
+        self.connect_ms: float | None = None
+        self._events: Feed[ev.ServerEvent] = Feed(maxlen=20_000)
+        self._deltas: Feed[TranscriptDelta] = Feed()
+        self._turns: Feed[Turn] = Feed()
+        self._audio: Feed[np.ndarray] = Feed(replay=False)
+        self._responses: Feed[ResponseFinished] = Feed()
+        self._function_calls: Feed[FunctionCallDone] = Feed()
+        self._pending: dict[str, asyncio.Future[ev.ServerEvent]] = {}
+        self._session_created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closed = False
+        self._close_error: BaseException | None = None
+        self._sink_tasks: list[tuple[asyncio.Task[None], Any]] = []
+        self._cleanups: list[Callable[[], None]] = []
+        self._audio_stopped = asyncio.Event()
+        self._audio_stopped.set()
+        self.errors: list[ServerErrorEvent] = []
+        transport.add_audio_consumer(self._audio.publish)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Call {self.call_id or '?'} {self._transport.kind} {state}>"
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def call_id(self) -> str | None:
+        """The ``rtc_...`` id from the ``Location`` header (None over WebSocket)."""
+        return self._transport.call_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def usage(self) -> Usage:
+        """Token usage summed over every finished response."""
+        return self.conversation.usage_total
+
+    @property
+    def response_active(self) -> bool:
+        """A response is being generated (``response.created`` seen, ``response.done`` not)."""
+        return self.conversation.response_active
+
+    @property
+    def assistant_speaking(self) -> bool:
+        """The server is playing reply audio (between ``output_audio_buffer.started`` and
+        ``stopped``/``cleared``)."""
+        return not self._audio_stopped.is_set()
+
+    @property
+    def outbound_track(self) -> Any:
+        """The :class:`~livetalk.transport.tracks.OutboundAudioTrack` carrying your audio."""
+        return self._transport.track
+
+    # ---------------------------------------------------------------- start
+    async def _start(self, *, send_update: bool, timeout: float) -> None:
+        await self._transport.connect(self._on_message, self._on_transport_closed)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._session_created), timeout)
+        except TimeoutError:
+            raise CallClosedError(
+                f"connected, but no session.created arrived within {timeout:g} s"
+            ) from None
+        if send_update and self._config is not None:
+            await self.update_session(self._config, timeout=timeout)
+
+    # ---------------------------------------------------------------- incoming
+    def _on_message(self, text: str) -> None:
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            log.warning("ignoring a data-channel message that is not JSON (%d bytes)", len(text))
+            return
+        for tap in self._taps:
+            tap("in", raw)
+        try:
+            event = wire.parse_server_event(raw)
+        except RemoteProtocolError as exc:
+            log.warning("ignoring a malformed server event: %s", exc)
+            return
+        self._handle(event)
+
+    def _handle(self, event: ev.ServerEvent) -> None:
+        if isinstance(event, ev.SessionCreated | ev.SessionUpdated):
+            self.session = dict(event.session)
+            if not self._session_created.done():
+                self._session_created.set_result(None)
+        elif isinstance(event, ev.ErrorEvent):
+            exc = event.to_exception()
+            self.errors.append(exc)
+            log.info("server error event: %s", exc)
+            fut = self._pending.pop(event.client_event_id or "", None)
+            if fut is not None and not fut.done():
+                fut.set_result(event)
+        elif isinstance(event, ev.OutputAudioBufferStarted):
+            self._audio_stopped.clear()
+        elif isinstance(event, ev.OutputAudioBufferStopped | ev.OutputAudioBufferCleared):
+            self._audio_stopped.set()
+        if isinstance(event, ev.SessionUpdated):
+            for key in [k for k, f in self._pending.items() if k.startswith("session.update:")]:
+                fut = self._pending.pop(key)
+                if not fut.done():
+                    fut.set_result(event)
+        for update in self.conversation.feed(event):
+            if isinstance(update, TranscriptDelta):
+                self._deltas.publish(update)
+            elif isinstance(update, Turn):
+                self._turns.publish(update)
+            elif isinstance(update, ResponseFinished):
+                self._responses.publish(update)
+            elif isinstance(update, FunctionCallDone):
+                self._function_calls.publish(update)
+        self._events.publish(event)
+
+    def _on_transport_closed(self, error: BaseException | None) -> None:
+        if self._closed:
+            return
+        failure = CallClosedError(f"the call ended abnormally: {error}") if error else None
+        asyncio.ensure_future(self._shutdown(failure))
+
+    # ---------------------------------------------------------------- outgoing
+    def send(self, event: ev.ClientEvent | dict[str, Any]) -> str:
+        """Send one client event (typed or a wire dict); returns its ``event_id``."""
+        if self._closed:
+            raise CallClosedError("the call is closed")
+        data = event.to_dict() if isinstance(event, ev.ClientEvent) else dict(event)
+        if not isinstance(data.get("type"), str):
+            raise ConfigError("a client event needs a string 'type'")
+        data.setdefault("event_id", wire.new_event_id())
+        for tap in self._taps:
+            tap("out", data)
+        self._transport.send(json.dumps(data, separators=(",", ":")))
+        return str(data["event_id"])
+
+    async def update_session(
+        self, config: SessionConfig | dict[str, Any], *, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Send ``session.update`` and wait for ``session.updated``.
+
+        Returns the full effective session. Raises
+        :class:`~livetalk.errors.ServerErrorEvent` when the server rejects the update.
+        """
+        session = config.to_dict() if isinstance(config, SessionConfig) else dict(config)
+        session.setdefault("type", "realtime")
+        event_id = wire.new_event_id()
+        fut: asyncio.Future[ev.ServerEvent] = asyncio.get_running_loop().create_future()
+        self._pending[event_id] = fut
+        self._pending["session.update:" + event_id] = fut
+        try:
+            self.send({"type": "session.update", "event_id": event_id, "session": session})
+            reply = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise CallClosedError(f"no session.updated within {timeout:g} s") from None
+        finally:
+            self._pending.pop(event_id, None)
+            self._pending.pop("session.update:" + event_id, None)
+        if isinstance(reply, ev.ErrorEvent):
+            raise reply.to_exception()
+        return self.session
+
+    def send_audio(self, pcm: np.ndarray, rate: int = 24000) -> None:
+        """Queue int16 mono PCM at ``rate`` for sending (non-blocking)."""
+        self._transport.send_audio(pcm, rate)
+
+    async def stream(self, source: Any) -> None:
+        """Send every chunk of an audio source, paced in real time (or at the clock's speed).
+
+        Returns when the source is exhausted and its audio has been sent. Cancelling stops
+        the stream and drops what is queued.
+        """
+        try:
+            await self._transport.track.play(source)
+        except asyncio.CancelledError:
+            self._transport.track.clear()
+            raise
+
+    def create_response(self, **response: Any) -> str:
+        """Send ``response.create`` (options as in the API, e.g. ``instructions=...``)."""
+        event: dict[str, Any] = {"type": "response.create"}
+        if response:
+            event["response"] = response
+        return self.send(event)
+
+    def say(self, text: str, *, conversation: str | None = None) -> str:
+        """Have the model speak exactly ``text`` (a ``response.create`` with instructions).
+
+        Use it to voice an answer your own agent produced for a user turn.
+        """
+        if not text.strip():
+            raise ConfigError("say() needs non-empty text")
+        options: dict[str, Any] = {"instructions": f"{SAY_EXACTLY_PREFIX} {text}"}
+        if conversation is not None:
+            options["conversation"] = conversation
+        return self.create_response(**options)
+
+    def add_text(self, text: str, *, role: str = "user") -> str:
+        """Append a text message to the conversation (``conversation.item.create``)."""
+        kind = "output_text" if role == "assistant" else "input_text"
+        return self.send({"type": "conversation.item.create", "item": {
+            "type": "message", "role": role, "content": [{"type": kind, "text": text}]}})
+
+    def interrupt(self) -> None:
+        """Cut the assistant off: ``response.cancel`` if a response is active, then
+        ``output_audio_buffer.clear``. The server truncates the unplayed audio."""
+        if self.conversation.response_active:
+            self.send({"type": "response.cancel"})
+        self.send({"type": "output_audio_buffer.clear"})
+
+    # ---------------------------------------------------------------- iterators
+    def events(self) -> AsyncIterator[ev.ServerEvent]:
+        """Every typed server event (``UnknownEvent`` for types livetalk does not know)."""
+        return aiter(self._events)
+
+    def transcript_deltas(self) -> AsyncIterator[TranscriptDelta]:
+        """Transcript deltas of both roles as they arrive."""
+        return aiter(self._deltas)
+
+    def turns(self) -> AsyncIterator[Turn]:
+        """Completed turns, in conversation order."""
+        return aiter(self._turns)
+
+    def responses(self) -> AsyncIterator[ResponseFinished]:
+        """One item per ``response.done`` (status and usage)."""
+        return aiter(self._responses)
+
+    def function_calls(self) -> AsyncIterator[FunctionCallDone]:
+        """Function calls the model made (``response.function_call_arguments.done``)."""
+        return aiter(self._function_calls)
+
+    def audio_chunks(self) -> AsyncIterator[np.ndarray]:
+        """Model audio as int16 mono 24 kHz chunks, from the moment you start reading."""
+        return aiter(self._audio)
+
+    def record_to(self, sink: Any) -> None:
+        """Write the model audio to a sink (``WavSink``, ``BufferSink``...) until close."""
+
+        async def pump() -> None:
+            async for chunk in self._audio:
+                await sink.write(chunk)
+
+        self._sink_tasks.append((asyncio.ensure_future(pump()), sink))
+
+    @property
+    def turns_so_far(self) -> list[Turn]:
+        """The turns completed so far (a snapshot)."""
+        return self._turns.items()
+
+    async def wait_for_turns(self, count: int, *, role: str | None = None,
+                             timeout: float | None = None) -> list[Turn]:
+        """Wait until ``count`` turns (of ``role`` if given) have completed; returns them."""
+
+        async def wait() -> list[Turn]:
+            got: list[Turn] = []
+            async for turn in self._turns:
+                if role is None or turn.role == role:
+                    got.append(turn)
+                    if len(got) >= count:
+                        return got
+            raise CallClosedError(f"the call closed after {len(got)} of {count} turns")
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def wait_until_quiet(self, *, timeout: float = 30.0) -> bool:
+        """Wait until no response is active and no reply audio is playing. False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._closed:
+            if not self.conversation.response_active and self._audio_stopped.is_set():
+                return True
+            await asyncio.sleep(0.05)
+        return not self.conversation.response_active and self._audio_stopped.is_set()
+
+    # ---------------------------------------------------------------- close
+    async def close(self) -> None:
+        """Hang up, stop the tracks and end every iterator normally. Idempotent."""
+        await self._shutdown(None)
+
+    async def _shutdown(self, error: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._close_error = error
+        await self._transport.close(hangup_call=error is None)
+        for turn in self.conversation.flush():
+            self._turns.publish(turn)
+        for feed in (self._events, self._deltas, self._turns, self._responses,
+                     self._function_calls, self._audio):
+            feed.close(error)
+        for task, sink in self._sink_tasks:
+            with contextlib.suppress(asyncio.CancelledError, LivetalkError):
+                await task
+            with contextlib.suppress(LivetalkError):
+                await sink.close()
+        for cleanup in self._cleanups:
+            cleanup()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Call:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _Connecting:
+    """What :func:`connect` returns: await it, or use it as ``async with``."""
+
+    def __init__(self, factory: Callable[[], Awaitable[Call]]) -> None:
+        self._factory = factory
+        self._call: Call | None = None
+
+    def __await__(self) -> Generator[Any, None, Call]:
+        return self._factory().__await__()
+
+    async def __aenter__(self) -> Call:
+        self._call = await self._factory()
+        return self._call
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._call is not None:
+            await self._call.close()
+
+
+def connect(
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    session: SessionConfig | dict[str, Any] | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    ice_servers: list[Any] | None = None,
+    connect_timeout: float = 15.0,
+    speed: float = 1.0,
+    event_log: str | Path | IO[str] | EventTap | None = None,
+    send_session_in_offer: bool | None = None,
+) -> _Connecting:
+    """Open a live call to the Realtime API (or livetalk's local server) over WebRTC.
+
+    Args:
+        model: the model (default ``gpt-realtime``, or the one bound to an ``ek_`` secret).
+        api_key: a standard key or an ``ek_`` client secret; default ``OPENAI_API_KEY``.
+        base_url: default ``OPENAI_BASE_URL`` or ``https://api.openai.com/v1``.
+        session: the session config (:class:`~livetalk.protocol.session.SessionConfig` or a
+            GA dict). With a standard key it travels in the multipart offer; with an ``ek_``
+            secret it is sent as a ``session.update`` once connected.
+        http_client: an httpx client for signaling (TLS verification stays on).
+        ice_servers: STUN/TURN servers (``aiortc.RTCIceServer``); none by default.
+        connect_timeout: seconds for the whole connect (signaling, ICE, DTLS, channel,
+            ``session.created``/``session.updated``).
+        speed: outbound media clock speed (>1 feeds files faster than real time; only useful
+            against the local server started with a matching ``realtime_factor``).
+        event_log: a path or file for JSON lines of every event, or a callable
+            ``(direction, event_dict)``.
+        send_session_in_offer: force (or forbid) the multipart form.
+
+    Returns:
+        An awaitable that is also an async context manager yielding a :class:`Call`.
+    """
+
+    async def factory() -> Call:
+        url = resolve_base_url(base_url)
+        key = resolve_api_key(api_key)
+        if speed <= 0:
+            raise ConfigError(f"speed must be > 0, got {speed}")
+        config: SessionConfig | None
+        if isinstance(session, dict):
+            config = SessionConfig.from_dict(session)
+        else:
+            config = session
+        if model is not None:
+            config = (config or SessionConfig()).replace(model=model)
+        in_offer = (
+            send_session_in_offer if send_session_in_offer is not None
+            else not key.startswith("ek_")
+        )
+        offer_session = None
+        if in_offer:
+            offer_session = (config or SessionConfig()).to_dict()
+            offer_session.setdefault("model", "gpt-realtime")
+        taps: list[EventTap] = []
+        log_file: EventLog | None = None
+        if callable(event_log):
+            taps.append(event_log)
+        elif event_log is not None:
+            log_file = EventLog(event_log)
+            taps.append(log_file)
+        owns = http_client is None
+        client = http_client or httpx.AsyncClient()
+        transport = WebRTCTransport(
+            base_url=url, api_key=key, session=offer_session, http_client=client,
+            ice_servers=ice_servers, clock=MediaClock(speed), connect_timeout=connect_timeout,
+        )
+        call = Call(transport, config=config, http_client=client, owns_http=owns, taps=taps)
+        t0 = time.monotonic()
+        try:
+            await call._start(send_update=not in_offer and config is not None,
+                              timeout=connect_timeout)
+        except BaseException:
+            await call._shutdown(None)
+            if log_file is not None:
+                log_file.close()
+            raise
+        call.connect_ms = (time.monotonic() - t0) * 1000
+        if log_file is not None:
+            call._cleanups.append(log_file.close)
+        return call
+
+    return _Connecting(factory)
+

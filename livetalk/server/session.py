@@ -1,0 +1,795 @@
+"""One Realtime session of the local server, independent of the transport.
+
+Theory of operation
+-------------------
+A :class:`ServerSession` owns the state of one conversation: the effective session
+config, the conversation items in order, the input audio buffer and at most one active
+response. It is fed from three directions and emits server events (plain dicts in the GA
+wire shape) to every attached listener:
+
+* client events, one JSON object at a time (:meth:`handle_client_event`), from the data
+  channel, a WebSocket or a sideband;
+* input audio (:meth:`feed_audio`), 24 kHz int16 mono, from the inbound RTP track or from
+  ``input_audio_buffer.append``; a :class:`~livetalk.audio.vad.TurnDetector` turns it into
+  ``speech_started`` / ``speech_stopped`` in media time (so it works at any feeding speed);
+* its own response tasks: ASR (in an executor), the brain, TTS, then audio queued on an
+  :class:`AudioOutput` with transcript deltas paced by what has actually been played.
+
+The event orders follow ``realtime-protocol.md`` section 11 (voice turn, push-to-talk, text
+turn, function call, barge-in). Over WebRTC the reply audio goes to the RTP track and the
+session emits ``output_audio_buffer.started/stopped/cleared``; over WebSocket it emits
+``response.output_audio.delta`` instead. ``response.done`` is sent when the reply's audio
+has been played out, so a barge-in cuts a reply whose transcript holds exactly the words
+that were heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import math
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from livetalk.audio.resample import Resampler
+from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector
+from livetalk.server.asr import Transcriber
+from livetalk.server.brain import (
+    Brain,
+    BrainContext,
+    BrainError,
+    SpeakReply,
+    ToolCallReply,
+)
+from livetalk.server.config import SessionError, default_session, merge_session, validate_session
+from livetalk.server.tts import Synthesizer, word_timings
+
+__all__ = ["AudioOutput", "ServerSession", "SAY_EXACTLY_PREFIX"]
+
+log = logging.getLogger("livetalk.server")
+
+INPUT_RATE = 24000
+#: ``response.instructions`` starting with this make the server speak the rest verbatim
+#: (this is what ``Call.say()`` sends; the real model follows the same instruction).
+SAY_EXACTLY_PREFIX = "Say exactly the following, word for word, and nothing else:"
+_SAY_RE = re.compile(re.escape(SAY_EXACTLY_PREFIX) + r"\s*(.*)\Z", re.DOTALL)
+_MAX_INPUT_BUFFER_S = 120
+_EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 700, "auto": 700, "high": 400}
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class AudioOutput(Protocol):
+    """Where a session's reply audio goes as media (the outbound RTP track)."""
+
+    def enqueue(self, pcm: np.ndarray, rate: int) -> None: ...
+
+    def clear(self) -> float: ...
+
+    @property
+    def played_ms(self) -> float: ...
+
+    @property
+    def queued_ms(self) -> float: ...
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(10)
+
+
+def _approx_text_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def _audio_tokens(ms: float) -> int:
+    return math.ceil(ms / 50)  # about 20 tokens per second of audio (an estimate)
+
+
+@dataclass
+class _Response:
+    id: str
+    options: dict[str, Any]
+    output: list[dict[str, Any]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    item: dict[str, Any] | None = None
+    audio_started: bool = False
+    text_sent: str = ""
+    audio_ms: float = 0.0
+    input_audio_ms: float = 0.0
+    done: bool = False
+
+
+class ServerSession:
+    """The state and behaviour of one session; see the module docstring.
+
+    Args:
+        transcriber: the "ears" (``pcm, rate -> text``).
+        synthesizer: the "voice" (``text -> pcm, rate``).
+        brain: decides what to answer.
+        output: where reply audio goes as media (the RTP track); None over WebSocket.
+        model: the model name reported in the session.
+        session: an initial session (from the multipart form or a client secret),
+            already validated.
+        realtime_factor: how much faster than real time the media clock runs.
+        audio_deltas: send reply audio as ``response.output_audio.delta`` (WebSocket).
+    """
+
+    def __init__(
+        self,
+        *,
+        transcriber: Transcriber,
+        synthesizer: Synthesizer,
+        brain: Brain,
+        output: AudioOutput | None,
+        model: str | None = None,
+        session: dict[str, Any] | None = None,
+        realtime_factor: float = 1.0,
+        audio_deltas: bool = False,
+    ) -> None:
+        self.session = default_session(model or (session or {}).get("model") or "gpt-realtime")
+        if session:
+            self.session = merge_session(self.session, session)
+        self.transcriber = transcriber
+        self.synthesizer = synthesizer
+        self.brain = brain
+        self.output = output
+        self.realtime_factor = realtime_factor
+        self.audio_deltas = audio_deltas
+        self.conversation_id = _new_id("conv_")
+        self.items: dict[str, dict[str, Any]] = {}
+        self.order: list[str] = []
+        self.listeners: list[Listener] = []
+        self.closed = False
+        self._input: list[np.ndarray] = []
+        self._input_samples = 0
+        self._stream_samples = 0
+        self._detector: TurnDetector | None = None
+        self._pending_item_id: str | None = None
+        self._response: _Response | None = None
+        self._last_response_id: str | None = None
+        self._audio_playing_response: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._configure_vad()
+
+    # ---------------------------------------------------------------- listeners, emit
+    def add_listener(self, listener: Listener) -> None:
+        """Attach a sink of server events (a data channel, a WebSocket, a sideband)."""
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": type_, "event_id": _new_id("event_"), **fields}
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break the session
+                log.exception("listener failed; detaching it")
+                self.remove_listener(listener)
+        return event
+
+    def error(
+        self, code: str, message: str, *, param: str | None = None, event_id: str | None = None,
+        error_type: str = "invalid_request_error",
+    ) -> None:
+        self.emit("error", error={"type": error_type, "code": code, "message": message,
+                                  "param": param, "event_id": event_id})
+
+    def start(self) -> None:
+        """Send ``session.created``; call once the first listener is attached."""
+        self.emit("session.created", session=self.session)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def close(self) -> None:
+        """Cancel every running task of the session."""
+        self.closed = True
+        tasks = [t for t in self._tasks if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.listeners.clear()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session task failed", exc_info=task.exception())
+
+    # ---------------------------------------------------------------- VAD config
+    @property
+    def turn_detection(self) -> dict[str, Any] | None:
+        td: dict[str, Any] | None = self.session["audio"]["input"].get("turn_detection")
+        return td
+
+    def _configure_vad(self) -> None:
+        td = self.turn_detection
+        if td is None:
+            self._detector = None
+            return
+        if td["type"] == "semantic_vad":
+            silence = _EAGERNESS_SILENCE_MS.get(td.get("eagerness", "auto"), 700)
+            threshold, padding = 0.5, 300
+        else:
+            silence = td.get("silence_duration_ms", 500)
+            threshold, padding = td.get("threshold", 0.5), td.get("prefix_padding_ms", 300)
+        self._detector = TurnDetector.from_threshold(
+            INPUT_RATE, threshold, prefix_padding_ms=padding, silence_duration_ms=max(silence, 200)
+        )
+
+    # ---------------------------------------------------------------- input audio
+    def feed_audio(self, pcm: np.ndarray) -> None:
+        """Take 24 kHz int16 mono input audio (RTP or ``input_audio_buffer.append``)."""
+        if self.closed or pcm.size == 0:
+            return
+        self._stream_samples += pcm.size
+        if self._detector is None:
+            self._input.append(pcm)
+            self._input_samples += pcm.size
+            while self._input_samples > _MAX_INPUT_BUFFER_S * INPUT_RATE and len(self._input) > 1:
+                self._input_samples -= self._input.pop(0).size
+            return
+        for ev in self._detector.feed(pcm):
+            if isinstance(ev, SpeechStarted):
+                self._on_speech_started(ev)
+            elif isinstance(ev, SpeechStopped):
+                self._on_speech_stopped(ev)
+
+    def _on_speech_started(self, ev: SpeechStarted) -> None:
+        self._pending_item_id = _new_id("item_")
+        self.emit("input_audio_buffer.speech_started", audio_start_ms=int(ev.start_ms),
+                  item_id=self._pending_item_id)
+        td = self.turn_detection or {}
+        if td.get("interrupt_response", True):
+            self._barge_in()
+
+    def _on_speech_stopped(self, ev: SpeechStopped) -> None:
+        item_id = self._pending_item_id or _new_id("item_")
+        self._pending_item_id = None
+        self.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(ev.end_ms), item_id=item_id)
+        td = self.turn_detection or {}
+        self._commit_audio(item_id, ev.audio, create_response=td.get("create_response", True))
+
+    def _commit_audio(self, item_id: str, audio: np.ndarray, *, create_response: bool) -> None:
+        previous = self.order[-1] if self.order else None
+        self.emit("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
+        item = {
+            "id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        self._add_item(item, previous)
+        self.emit("conversation.item.done", item=item, previous_item_id=previous)
+        self._spawn(self._transcribe_then_respond(item, audio, create_response))
+
+    async def _transcribe_then_respond(
+        self, item: dict[str, Any], audio: np.ndarray, create_response: bool
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        item_id = item["id"]
+        transcription = self.session["audio"]["input"].get("transcription")
+        try:
+            text = await loop.run_in_executor(None, self.transcriber.transcribe, audio, INPUT_RATE)
+        except Exception as exc:  # the ears failed: the API reports a failed transcription
+            log.warning("transcription failed: %s", exc)
+            if transcription is not None:
+                self.emit("conversation.item.input_audio_transcription.failed", item_id=item_id,
+                          content_index=0, error={"type": "transcription_error",
+                                                  "code": "transcription_failed",
+                                                  "message": str(exc), "param": None})
+            text = ""
+        else:
+            item["content"][0]["transcript"] = text
+            if transcription is not None:
+                words = text.split(" ")
+                for i, word in enumerate(words):
+                    delta = word if i == 0 else " " + word
+                    if delta:
+                        self.emit("conversation.item.input_audio_transcription.delta",
+                                  item_id=item_id, content_index=0, delta=delta)
+                seconds = round(audio.size / INPUT_RATE, 3)
+                self.emit("conversation.item.input_audio_transcription.completed",
+                          item_id=item_id, content_index=0, transcript=text,
+                          usage={"type": "duration", "seconds": seconds})
+        if create_response and not self.closed:
+            if self._response is not None:
+                await self._cancel_response("turn_detected")
+            self._start_response({}, input_audio_ms=audio.size * 1000 / INPUT_RATE)
+
+    # ---------------------------------------------------------------- items
+    def _add_item(self, item: dict[str, Any], previous: str | None) -> None:
+        self.items[item["id"]] = item
+        if previous is None or previous == "root":
+            self.order.insert(0, item["id"]) if previous == "root" else self.order.append(item["id"])
+        elif previous in self.order:
+            self.order.insert(self.order.index(previous) + 1, item["id"])
+        else:
+            self.order.append(item["id"])
+        self.emit("conversation.item.added", item=item, previous_item_id=previous)
+
+    def _history(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for item_id in self.order:
+            item = self.items[item_id]
+            if item.get("type") == "message":
+                out.append((item.get("role", "user"), _item_text(item)))
+        return out
+
+    # ---------------------------------------------------------------- client events
+    def handle_client_event(self, event: Any) -> None:
+        """Act on one decoded client event (a dict); errors become ``error`` events."""
+        if not isinstance(event, dict):
+            self.error("invalid_json", "The event must be a JSON object.")
+            return
+        event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        kind = event.get("type")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            supported = ", ".join(f"'{k}'" for k in self._handlers)
+            self.error("invalid_value", f"Invalid value: {kind!r}. Supported values are: {supported}.",
+                       param="type", event_id=event_id)
+            return
+        try:
+            handler(self, event, event_id)
+        except SessionError as exc:
+            self.error(exc.code, exc.message, param=exc.param, event_id=event_id)
+
+    def _on_session_update(self, event: dict[str, Any], event_id: str | None) -> None:
+        if "session" not in event:
+            raise SessionError("missing_required_parameter",
+                               "Missing required parameter: 'session'.", "session")
+        update = validate_session(event["session"])
+        if self._response is not None and self._response.audio_started:
+            voice = update.get("audio", {}).get("output", {}).get("voice")
+            if voice is not None and voice != self.session["audio"]["output"]["voice"]:
+                raise SessionError("cannot_update_voice",
+                                   "Cannot update a session's voice after the model has "
+                                   "responded with audio.", "session.audio.output.voice")
+        old_td = self.turn_detection
+        self.session = merge_session(self.session, update)
+        if self.turn_detection != old_td:
+            self._configure_vad()
+        self.emit("session.updated", session=self.session)
+
+    def _on_append(self, event: dict[str, Any], event_id: str | None) -> None:
+        audio = event.get("audio")
+        if not isinstance(audio, str):
+            raise SessionError("missing_required_parameter",
+                               "Missing required parameter: 'audio'.", "audio")
+        try:
+            raw = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise SessionError("invalid_value", "Invalid 'audio': not valid base64.",
+                               "audio") from None
+        if len(raw) % 2:
+            raw = raw[:-1]
+        self.feed_audio(np.frombuffer(raw, dtype="<i2").astype(np.int16))
+
+    def _on_commit(self, event: dict[str, Any], event_id: str | None) -> None:
+        if self._detector is not None:
+            stopped = self._detector.force_end()
+            if stopped is None:
+                raise SessionError(
+                    "input_audio_buffer_commit_empty",
+                    "Error committing input audio buffer: buffer too small. Expected at least "
+                    "100ms of audio, but buffer only has 0.00ms of audio.", None)
+            item_id = self._pending_item_id or _new_id("item_")
+            self._pending_item_id = None
+            self._commit_audio(item_id, stopped.audio, create_response=False)
+            return
+        ms = self._input_samples * 1000 / INPUT_RATE
+        if ms < 100:
+            raise SessionError(
+                "input_audio_buffer_commit_empty",
+                "Error committing input audio buffer: buffer too small. Expected at least 100ms "
+                f"of audio, but buffer only has {ms:.2f}ms of audio.", None)
+        audio = np.concatenate(self._input)
+        self._input, self._input_samples = [], 0
+        self._commit_audio(_new_id("item_"), audio, create_response=False)
+
+    def _on_input_clear(self, event: dict[str, Any], event_id: str | None) -> None:
+        self._input, self._input_samples = [], 0
+        if self._detector is not None:
+            self._detector.reset()
+        self.emit("input_audio_buffer.cleared")
+
+    def _on_output_clear(self, event: dict[str, Any], event_id: str | None) -> None:
+        if self.output is None:
+            raise SessionError("invalid_value", "output_audio_buffer.clear is only supported "
+                               "over WebRTC and SIP.", "type")
+        self._clear_output_audio()
+
+    def _on_item_create(self, event: dict[str, Any], event_id: str | None) -> None:
+        item = event.get("item")
+        if not isinstance(item, dict):
+            raise SessionError("missing_required_parameter", "Missing required parameter: 'item'.",
+                               "item")
+        kind = item.get("type")
+        if kind not in ("message", "function_call", "function_call_output"):
+            raise SessionError("invalid_value", f"Invalid value: {kind!r}. Supported values are: "
+                               "'message', 'function_call', 'function_call_output'.", "item.type")
+        if kind == "message" and item.get("role") not in ("user", "assistant", "system"):
+            raise SessionError("invalid_value", f"Invalid value: {item.get('role')!r}. Supported "
+                               "values are: 'user', 'assistant', 'system'.", "item.role")
+        if kind == "function_call_output" and not isinstance(item.get("call_id"), str):
+            raise SessionError("missing_required_parameter",
+                               "Missing required parameter: 'item.call_id'.", "item.call_id")
+        item = {"id": item.get("id") or _new_id("item_"), "object": "realtime.item",
+                **{k: v for k, v in item.items() if k != "id"}, "status": "completed"}
+        if item["id"] in self.items:
+            raise SessionError("invalid_value", f"Item with id '{item['id']}' already exists.",
+                               "item.id")
+        previous = event.get("previous_item_id")
+        if previous not in (None, "root") and previous not in self.items:
+            raise SessionError("invalid_value", f"Previous item with id '{previous}' not found.",
+                               "previous_item_id")
+        if previous is None:
+            previous = self.order[-1] if self.order else None
+        self._add_item(item, previous)
+        self.emit("conversation.item.done", item=item, previous_item_id=previous)
+
+    def _on_item_retrieve(self, event: dict[str, Any], event_id: str | None) -> None:
+        item = self.items.get(event.get("item_id"))  # type: ignore[arg-type]
+        if item is None:
+            raise SessionError("item_not_found", f"Item with id '{event.get('item_id')}' not "
+                               "found.", "item_id")
+        self.emit("conversation.item.retrieved", item=item)
+
+    def _on_item_truncate(self, event: dict[str, Any], event_id: str | None) -> None:
+        item = self.items.get(event.get("item_id"))  # type: ignore[arg-type]
+        if item is None:
+            raise SessionError("item_not_found", f"Item with id '{event.get('item_id')}' not "
+                               "found.", "item_id")
+        end = event.get("audio_end_ms")
+        if isinstance(end, bool) or not isinstance(end, int) or end < 0:
+            raise SessionError("invalid_value", f"Invalid value: {end!r}. 'audio_end_ms' must be "
+                               "a non-negative integer.", "audio_end_ms")
+        if item.get("role") != "assistant":
+            raise SessionError("invalid_value", "Only assistant messages can be truncated.",
+                               "item_id")
+        total = item.get("_audio_ms", 0)
+        if end > total:
+            raise SessionError("invalid_value", f"Audio content of {total}ms is shorter than "
+                               f"{end}ms.", "audio_end_ms")
+        part = item["content"][0] if item.get("content") else None
+        if part is not None and total:
+            words = (part.get("transcript") or "").split()
+            keep = len(words) * end // total if total else 0
+            part["transcript"] = " ".join(words[:keep])
+        self.emit("conversation.item.truncated", item_id=item["id"],
+                  content_index=event.get("content_index", 0), audio_end_ms=end)
+
+    def _on_item_delete(self, event: dict[str, Any], event_id: str | None) -> None:
+        item_id = event.get("item_id")
+        if item_id not in self.items:
+            raise SessionError("item_not_found", f"Item with id '{item_id}' not found.", "item_id")
+        del self.items[item_id]  # type: ignore[arg-type]
+        self.order.remove(item_id)  # type: ignore[arg-type]
+        self.emit("conversation.item.deleted", item_id=item_id)
+
+    def _on_response_create(self, event: dict[str, Any], event_id: str | None) -> None:
+        if self._response is not None:
+            raise SessionError(
+                "conversation_already_has_active_response",
+                f"Conversation already has an active response in progress: {self._response.id}. "
+                "Wait until the response is finished before creating a new one.", None)
+        options = event.get("response") or {}
+        if not isinstance(options, dict):
+            raise SessionError("invalid_type", "Invalid type for 'response': expected an object.",
+                               "response")
+        mods = options.get("output_modalities")
+        if mods is not None and mods not in (["audio"], ["text"]):
+            raise SessionError("invalid_value", f"Invalid value: {mods!r}. Supported values are: "
+                               "['audio'] and ['text'].", "response.output_modalities")
+        self._start_response(options)
+
+    def _on_response_cancel(self, event: dict[str, Any], event_id: str | None) -> None:
+        wanted = event.get("response_id")
+        if self._response is None or (wanted and wanted != self._response.id):
+            raise SessionError("response_cancel_not_active",
+                               "Cancellation failed: no active response found.", None)
+        self._spawn(self._cancel_response("client_cancelled"))
+
+    _handlers: dict[str, Callable[[ServerSession, dict[str, Any], str | None], None]] = {
+        "session.update": _on_session_update,
+        "input_audio_buffer.append": _on_append,
+        "input_audio_buffer.commit": _on_commit,
+        "input_audio_buffer.clear": _on_input_clear,
+        "output_audio_buffer.clear": _on_output_clear,
+        "conversation.item.create": _on_item_create,
+        "conversation.item.retrieve": _on_item_retrieve,
+        "conversation.item.truncate": _on_item_truncate,
+        "conversation.item.delete": _on_item_delete,
+        "response.create": _on_response_create,
+        "response.cancel": _on_response_cancel,
+    }
+
+    # ---------------------------------------------------------------- responses
+    @property
+    def response_active(self) -> bool:
+        return self._response is not None
+
+    def _start_response(self, options: dict[str, Any], *, input_audio_ms: float = 0.0) -> None:
+        resp = _Response(id=_new_id("resp_"), options=options, input_audio_ms=input_audio_ms)
+        self._response = resp
+        self._last_response_id = resp.id
+        resp.task = self._spawn(self._run_response(resp))
+
+    def _response_object(self, resp: _Response, status: str, details: dict[str, Any] | None,
+                         usage: dict[str, Any] | None) -> dict[str, Any]:
+        out = self.session["audio"]["output"]
+        return {
+            "object": "realtime.response", "id": resp.id, "status": status,
+            "status_details": details, "output": resp.output,
+            "conversation_id": None if resp.options.get("conversation") == "none"
+            else self.conversation_id,
+            "output_modalities": self._modalities(resp),
+            "max_output_tokens": resp.options.get("max_output_tokens",
+                                                  self.session["max_output_tokens"]),
+            "audio": {"output": {"format": out["format"],
+                                 "voice": resp.options.get("audio", {}).get("output", {}).get(
+                                     "voice", out["voice"])}},
+            "usage": usage, "metadata": resp.options.get("metadata"),
+        }
+
+    def _modalities(self, resp: _Response) -> list[str]:
+        mods: list[str] = resp.options.get("output_modalities") or self.session["output_modalities"]
+        return mods
+
+    def _brain_context(self, resp: _Response) -> BrainContext:
+        history = self._history()
+        transcript = ""
+        tool_outputs: list[dict[str, Any]] = []
+        for item_id in reversed(self.order):
+            item = self.items[item_id]
+            if item.get("type") == "function_call_output":
+                tool_outputs.insert(0, item)
+            elif item.get("type") == "message" and item.get("role") == "user":
+                transcript = _item_text(item)
+                break
+        instructions = resp.options.get("instructions") or self.session.get("instructions", "")
+        return BrainContext(transcript=transcript, history=history, instructions=instructions,
+                            tools=resp.options.get("tools", self.session.get("tools", [])),
+                            tool_outputs=tool_outputs)
+
+    async def _run_response(self, resp: _Response) -> None:
+        self.emit("response.created", response=self._response_object(resp, "in_progress", None,
+                                                                      None))
+        self.emit("rate_limits.updated", rate_limits=[
+            {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+            {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15}])
+        try:
+            say = _SAY_RE.match(resp.options.get("instructions") or "")
+            if say:
+                reply: SpeakReply | ToolCallReply = SpeakReply(say.group(1).strip())
+            else:
+                reply = await self.brain.reply(self._brain_context(resp))
+        except BrainError as exc:
+            self._finish_response(resp, "failed", {
+                "type": "failed", "error": {"type": "server_error", "code": "brain_error",
+                                            "message": str(exc)}})
+            return
+        if isinstance(reply, ToolCallReply) and self.session.get("tools"):
+            self._function_call(resp, reply)
+            self._finish_response(resp, "completed", None)
+        elif "text" in self._modalities(resp):
+            text = reply.text if isinstance(reply, SpeakReply) else ""
+            self._text_reply(resp, text)
+            self._finish_response(resp, "completed", None)
+        else:
+            text = reply.text if isinstance(reply, SpeakReply) else ""
+            await self._audio_reply(resp, text)
+            self._finish_response(resp, "completed", None)
+            await self._wait_played_out(resp)
+
+    def _open_message(self, resp: _Response, part_type: str) -> dict[str, Any]:
+        item = {"id": _new_id("item_"), "object": "realtime.item", "type": "message",
+                "role": "assistant", "status": "in_progress", "content": []}
+        resp.item = item
+        resp.output.append(item)
+        self.emit("response.output_item.added", response_id=resp.id, output_index=0, item=item)
+        if resp.options.get("conversation") != "none":
+            self._add_item(item, self.order[-1] if self.order else None)
+        part = {"type": part_type, "transcript": ""} if part_type == "audio" else {
+            "type": "text", "text": ""}
+        self.emit("response.content_part.added", response_id=resp.id, item_id=item["id"],
+                  output_index=0, content_index=0, part=part)
+        return item
+
+    def _ids(self, resp: _Response) -> dict[str, Any]:
+        assert resp.item is not None
+        return {"response_id": resp.id, "item_id": resp.item["id"], "output_index": 0,
+                "content_index": 0}
+
+    def _text_reply(self, resp: _Response, text: str) -> None:
+        self._open_message(resp, "text")
+        for i, word in enumerate(text.split(" ")):
+            delta = word if i == 0 else " " + word
+            if delta:
+                self.emit("response.output_text.delta", **self._ids(resp), delta=delta)
+                resp.text_sent += delta
+        self._close_message(resp, "completed")
+
+    async def _audio_reply(self, resp: _Response, text: str) -> None:
+        item = self._open_message(resp, "audio")
+        loop = asyncio.get_running_loop()
+        pcm, rate = await loop.run_in_executor(None, self.synthesizer.synthesize, text)
+        resp.audio_ms = pcm.size * 1000 / rate
+        item["_audio_ms"] = int(resp.audio_ms)
+        timings = word_timings(text, pcm.size, rate)
+        output = self.output
+        if output is not None:
+            self.emit("output_audio_buffer.started", response_id=resp.id)
+            resp.audio_started = True
+            self._audio_playing_response = resp.id
+            base = output.played_ms + output.queued_ms
+            output.enqueue(pcm, rate)
+            for i, (word, at_ms) in enumerate(timings):
+                while output.played_ms - base < at_ms:
+                    await asyncio.sleep(0.02 / self.realtime_factor)
+                delta = word if i == 0 else " " + word
+                self.emit("response.output_audio_transcript.delta", **self._ids(resp), delta=delta)
+                resp.text_sent += delta
+            while output.played_ms - base < resp.audio_ms - 5:
+                await asyncio.sleep(0.02 / self.realtime_factor)
+        else:
+            if self.audio_deltas:
+                self._emit_audio_deltas(resp, pcm, rate)
+            for i, (word, _) in enumerate(timings):
+                delta = word if i == 0 else " " + word
+                self.emit("response.output_audio_transcript.delta", **self._ids(resp), delta=delta)
+                resp.text_sent += delta
+        self._close_message(resp, "completed")
+
+    def _emit_audio_deltas(self, resp: _Response, pcm: np.ndarray, rate: int) -> None:
+        """WebSocket sessions get the reply audio as base64 PCM16 24 kHz deltas."""
+        resampler = Resampler(rate, INPUT_RATE)
+        audio = np.concatenate([resampler.process(pcm), resampler.flush()])
+        step = INPUT_RATE // 5  # 200 ms per delta
+        for i in range(0, audio.size, step):
+            chunk = audio[i:i + step].astype("<i2").tobytes()
+            self.emit("response.output_audio.delta", **self._ids(resp),
+                      delta=base64.b64encode(chunk).decode("ascii"))
+        resp.audio_started = True
+
+    def _close_message(self, resp: _Response, status: str) -> None:
+        item = resp.item
+        assert item is not None
+        ids = self._ids(resp)
+        text = resp.text_sent
+        if any(p == "audio" for p in [self._part_type(resp)]):
+            self.emit("response.output_audio.done", **ids)
+            self.emit("response.output_audio_transcript.done", **ids, transcript=text)
+            part = {"type": "audio", "transcript": text}
+            content = {"type": "output_audio", "transcript": text}
+        else:
+            self.emit("response.output_text.done", **ids, text=text)
+            part = {"type": "text", "text": text}
+            content = {"type": "output_text", "text": text}
+        self.emit("response.content_part.done", **ids, part=part)
+        item["content"] = [content]
+        item["status"] = status
+        public = {k: v for k, v in item.items() if not k.startswith("_")}
+        resp.output[0] = public
+        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=public)
+        if resp.options.get("conversation") != "none":
+            self.emit("conversation.item.done", item=public,
+                      previous_item_id=self._previous_of(item["id"]))
+
+    def _part_type(self, resp: _Response) -> str:
+        return "text" if "text" in self._modalities(resp) else "audio"
+
+    def _previous_of(self, item_id: str) -> str | None:
+        idx = self.order.index(item_id) if item_id in self.order else -1
+        return self.order[idx - 1] if idx > 0 else None
+
+    def _function_call(self, resp: _Response, reply: ToolCallReply) -> None:
+        call_id = _new_id("call_")
+        item = {"id": _new_id("item_"), "object": "realtime.item", "type": "function_call",
+                "status": "in_progress", "name": reply.name, "call_id": call_id, "arguments": ""}
+        resp.output.append(item)
+        self.emit("response.output_item.added", response_id=resp.id, output_index=0, item=item)
+        self._add_item(item, self.order[-1] if self.order else None)
+        args = reply.arguments
+        step = max(1, len(args) // 3)
+        for i in range(0, len(args), step):
+            self.emit("response.function_call_arguments.delta", response_id=resp.id,
+                      item_id=item["id"], output_index=0, call_id=call_id, delta=args[i:i + step])
+        self.emit("response.function_call_arguments.done", response_id=resp.id, item_id=item["id"],
+                  output_index=0, call_id=call_id, name=reply.name, arguments=args)
+        item.update(arguments=args, status="completed")
+        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=item)
+        self.emit("conversation.item.done", item=item, previous_item_id=self._previous_of(item["id"]))
+
+    def _usage(self, resp: _Response) -> dict[str, Any]:
+        history_text = " ".join(t for _, t in self._history())
+        text_in = _approx_text_tokens(self.session.get("instructions", "")) + _approx_text_tokens(
+            history_text)
+        audio_in = _audio_tokens(resp.input_audio_ms)
+        cached = (text_in // 64) * 64 if len(self.order) > 2 else 0
+        text_out = _approx_text_tokens(resp.text_sent)
+        audio_out = _audio_tokens(resp.audio_ms) if resp.audio_started else 0
+        return {
+            "total_tokens": text_in + audio_in + text_out + audio_out,
+            "input_tokens": text_in + audio_in,
+            "output_tokens": text_out + audio_out,
+            "input_token_details": {
+                "text_tokens": text_in, "audio_tokens": audio_in, "image_tokens": 0,
+                "cached_tokens": cached,
+                "cached_tokens_details": {"text_tokens": cached, "audio_tokens": 0,
+                                          "image_tokens": 0},
+            },
+            "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
+        }
+
+    def _finish_response(self, resp: _Response, status: str,
+                         details: dict[str, Any] | None) -> None:
+        if resp.done:
+            return
+        resp.done = True
+        if self._response is resp:
+            self._response = None
+        self.emit("response.done", response=self._response_object(resp, status, details,
+                                                                   self._usage(resp)))
+
+    async def _wait_played_out(self, resp: _Response) -> None:
+        output = self.output
+        if output is None or not resp.audio_started:
+            return
+        while output.queued_ms > 0 and self._audio_playing_response == resp.id:
+            await asyncio.sleep(0.02 / self.realtime_factor)
+        if self._audio_playing_response == resp.id:
+            self._audio_playing_response = None
+            self.emit("output_audio_buffer.stopped", response_id=resp.id)
+
+    async def _cancel_response(self, reason: str) -> None:
+        resp = self._response
+        if resp is None:
+            return
+        task = resp.task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if resp.done:
+            return
+        if resp.item is not None and resp.item.get("status") == "in_progress":
+            self._close_message(resp, "incomplete")
+        self._finish_response(resp, "cancelled", {"type": "cancelled", "reason": reason})
+        if resp.audio_started and self._audio_playing_response == resp.id:
+            self._clear_output_audio()
+
+    def _barge_in(self) -> None:
+        if self._response is not None:
+            self._spawn(self._cancel_response("turn_detected"))
+        elif self._audio_playing_response is not None:
+            self._clear_output_audio()
+
+    def _clear_output_audio(self) -> None:
+        if self.output is not None:
+            self.output.clear()
+        response_id = self._audio_playing_response or self._last_response_id
+        self._audio_playing_response = None
+        if response_id is not None:
+            self.emit("output_audio_buffer.cleared", response_id=response_id)
+
+
+def _item_text(item: dict[str, Any]) -> str:
+    parts = []
+    for part in item.get("content") or []:
+        text = part.get("text") or part.get("transcript")
+        if text:
+            parts.append(text)
+    return " ".join(parts)

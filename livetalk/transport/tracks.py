@@ -1,0 +1,433 @@
+"""The aiortc audio tracks: the only place where PCM becomes ``av.AudioFrame`` and back.
+
+Outbound, :class:`OutboundAudioTrack` is what ``RTCPeerConnection.addTrack`` gets. aiortc's
+sender never sleeps: it awaits ``recv()``, encodes and sends at once, so pacing lives here.
+Frame ``k`` is due ``k`` x 20 ms of media time after the first; a frame due in the past is sent
+at once (and counted as late when more than one frame period behind). Frames are 20 ms of
+48 kHz **s16 packed stereo with both channels equal**: aiortc's Opus encoder upmixes mono
+frames at -3 dB (a measured gain of 0.68), duplicated stereo keeps the level. When nothing is
+queued (or when muted) the track sends silence, so RTP never stalls and the far end's jitter
+buffer keeps flowing.
+
+Inbound, :class:`RemoteAudioReader` always drains a remote track (aiortc's receive queue is
+unbounded, so an undrained track grows memory), downmixes and resamples each frame to PCM at the
+reader's rate and hands it to its consumers: callbacks and/or sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from livetalk.audio.clock import Clock, MediaClock
+from livetalk.audio.format import (
+    API_RATE,
+    FRAME_MS,
+    PCM,
+    RTC_RATE,
+    check_pcm,
+    check_rate,
+    ms_to_samples,
+    samples_to_ms,
+)
+from livetalk.audio.playout import PlayoutBuffer
+from livetalk.audio.resample import Resampler
+from livetalk.audio.sinks import Sink
+from livetalk.audio.sources import Source
+from livetalk.errors import AudioFormatError
+
+__all__ = ["AudioConsumer", "OutboundAudioTrack", "RemoteAudioReader"]
+
+logger = logging.getLogger(__name__)
+
+FRAME_SAMPLES = ms_to_samples(FRAME_MS, RTC_RATE)
+"""Samples per channel in one outbound frame (960)."""
+_FRAME_S = FRAME_MS / 1000
+_TIME_BASE = fractions.Fraction(1, RTC_RATE)
+
+AudioConsumer: TypeAlias = Callable[[PCM], None] | Sink
+"""What :class:`RemoteAudioReader` feeds: a callback taking PCM, or a sink."""
+
+
+class OutboundAudioTrack(MediaStreamTrack):
+    """A paced 48 kHz audio track fed with PCM at any rate.
+
+    Feed it with :meth:`enqueue` (non-blocking) or :meth:`play` (a whole source, with
+    backpressure); drop what is queued with :meth:`clear`; follow playback with
+    :attr:`played_ms` or ``on_frame_sent``.
+
+    Args:
+        clock: the media clock that paces frames; a real-time :class:`MediaClock` if None.
+        max_buffer_ms: most audio queued; beyond it the oldest is dropped (``stats()["dropped_ms"]``).
+        on_frame_sent: called with :attr:`played_ms` after each frame that carried queued audio
+            (to emit transcript deltas as the audio plays).
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        max_buffer_ms: float = 30_000,
+        on_frame_sent: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.clock: Clock = clock if clock is not None else MediaClock()
+        self.on_frame_sent = on_frame_sent
+        self._buffer = PlayoutBuffer(RTC_RATE, capacity_ms=max_buffer_ms, prebuffer_ms=0)
+        self._resamplers: dict[int, Resampler] = {}
+        self._stereo = np.zeros((1, 2 * FRAME_SAMPLES), dtype=np.int16)
+        self._pairs = self._stereo.reshape(-1, 2)
+        self._start: float | None = None
+        self._muted = False
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.frames = 0
+        """Frames returned by :meth:`recv`."""
+        self.silence_frames = 0
+        """Frames that carried no queued audio (nothing queued, or muted)."""
+        self.late_frames = 0
+        """Frames sent more than one frame period (20 ms of media time) after they were due."""
+        self.max_lateness_ms = 0.0
+        """Worst lateness of a frame, in media milliseconds."""
+        self.samples_sent = 0
+        """Queued 48 kHz samples consumed by sent frames (muted ones included)."""
+
+    # -- input side ------------------------------------------------------------------------
+
+    def enqueue(self, pcm: PCM, rate: int) -> None:
+        """Queue PCM for sending; returns at once.
+
+        Successive calls at one rate are one continuous stream (resampled statefully). Call
+        :meth:`flush_input` at the end of an utterance to push out the resampler's last
+        samples.
+
+        Args:
+            pcm: 1-D int16 samples.
+            rate: their sample rate in Hz.
+
+        Raises:
+            AudioFormatError: ``pcm`` is not 1-D int16, or ``rate`` is not a positive integer.
+        """
+        resampler = self._resamplers.get(rate)
+        if resampler is None:
+            resampler = self._resamplers[rate] = Resampler(check_rate(rate), RTC_RATE)
+        self._buffer.write(resampler.process(check_pcm(pcm)))
+
+    def flush_input(self) -> None:
+        """End the input stream: queue what the resamplers still hold (a few samples)."""
+        for resampler in self._resamplers.values():
+            self._buffer.write(resampler.flush())
+        self._buffer.mark_end()
+
+    async def play(self, source: Source, *, high_water_ms: float = 200) -> None:
+        """Send a whole source, then close it.
+
+        Waits while more than ``high_water_ms`` is queued, so a fast source (a file) is paced
+        by the track. Returns once the source is exhausted and queued (use
+        :meth:`wait_drained` to wait until it was sent), or when the track stops. Cancelling is
+        safe (the source is closed); to interrupt playback, cancel this and call
+        :meth:`clear`.
+        """
+        high = ms_to_samples(high_water_ms, RTC_RATE)
+        rate = source.rate
+        try:
+            async for chunk in source:
+                if self.readyState != "live":
+                    return
+                self.enqueue(chunk, rate)
+                if self._buffer.buffered > high:
+                    await self._wait_until_queued_at_most(high)
+            self.flush_input()
+        finally:
+            await source.aclose()
+
+    def clear(self, fade_ms: float = 5) -> float:
+        """Drop the queued audio, fading out over the next ``fade_ms`` instead of clicking.
+
+        Returns:
+            Milliseconds of audio dropped.
+        """
+        dropped = self._buffer.clear(fade_ms)
+        self._resamplers.clear()
+        self._wake_waiters()
+        return dropped
+
+    async def wait_drained(self) -> None:
+        """Wait until everything queued was sent (or the track stopped)."""
+        await self._wait_until_queued_at_most(0)
+
+    @property
+    def queued_ms(self) -> float:
+        """Audio queued and not yet sent, in milliseconds."""
+        return self._buffer.buffered_ms
+
+    @property
+    def played_ms(self) -> float:
+        """Queued audio sent so far, in milliseconds (the played position)."""
+        return samples_to_ms(self.samples_sent, RTC_RATE)
+
+    def mute(self) -> None:
+        """Send silence instead of the queued audio (which keeps being consumed in time)."""
+        self._muted = True
+
+    def unmute(self) -> None:
+        """Send the queued audio again."""
+        self._muted = False
+
+    @property
+    def muted(self) -> bool:
+        """True while muted."""
+        return self._muted
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring pacing and the queue."""
+        buffer = self._buffer
+        return {
+            "frames": self.frames,
+            "late_frames": self.late_frames,
+            "max_lateness_ms": self.max_lateness_ms,
+            "silence_frames": self.silence_frames,
+            "queued_ms": buffer.buffered_ms,
+            "played_ms": self.played_ms,
+            "dropped_ms": samples_to_ms(buffer.dropped_samples, RTC_RATE),
+            "cleared_ms": samples_to_ms(buffer.cleared_samples, RTC_RATE),
+        }
+
+    # -- output side (aiortc) --------------------------------------------------------------
+
+    async def recv(self) -> av.AudioFrame:
+        """Return the next 20 ms frame when it is due (called by aiortc's sender).
+
+        Raises:
+            MediaStreamError: the track was stopped.
+        """
+        if self.readyState != "live":
+            raise MediaStreamError
+        clock = self.clock
+        if self._start is None:
+            self._start = clock.now()
+        index = self.frames
+        due = self._start + index * _FRAME_S
+        now = clock.now()
+        if now < due:
+            await clock.sleep_until(due)
+            if self.readyState != "live":
+                raise MediaStreamError
+        else:
+            lateness_ms = (now - due) * 1000
+            if lateness_ms > self.max_lateness_ms:
+                self.max_lateness_ms = lateness_ms
+            if lateness_ms > FRAME_MS:
+                self.late_frames += 1
+
+        pairs = self._pairs
+        got = self._buffer.read_into(pairs[:, 0])
+        if self._muted:
+            pairs.fill(0)
+        else:
+            pairs[:, 1] = pairs[:, 0]
+        frame = av.AudioFrame.from_ndarray(self._stereo, format="s16", layout="stereo")
+        frame.sample_rate = RTC_RATE
+        frame.pts = index * FRAME_SAMPLES
+        frame.time_base = _TIME_BASE
+        self.frames = index + 1
+
+        if got:
+            self.samples_sent += got
+            if self._waiters:
+                self._wake_waiters()
+            if self._muted:
+                self.silence_frames += 1
+            elif self.on_frame_sent is not None:
+                self.on_frame_sent(self.played_ms)
+        else:
+            self.silence_frames += 1
+        return frame
+
+    def stop(self) -> None:
+        """End the track: ``recv()`` raises MediaStreamError, waiters in ``play()`` return."""
+        super().stop()
+        self._wake_waiters()
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _wait_until_queued_at_most(self, samples: int) -> None:
+        if self._buffer.buffered <= samples or self.readyState != "live":
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (samples, fut)
+        self._waiters.append(entry)
+        try:
+            await fut
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    def _wake_waiters(self) -> None:
+        buffered = self._buffer.buffered
+        live = self.readyState == "live"
+        keep = []
+        for samples, fut in self._waiters:
+            if fut.done():
+                continue
+            if buffered <= samples or not live:
+                fut.set_result(None)
+            else:
+                keep.append((samples, fut))
+        self._waiters = keep
+
+
+class RemoteAudioReader:
+    """Drains a remote audio track and feeds PCM at ``rate`` to its consumers.
+
+    Each received frame (whatever its format, layout and rate; aiortc delivers 20 ms of s16
+    packed stereo at 48 kHz) is downmixed by averaging and resampled statefully, then passed to
+    every consumer in order: callbacks are called, sinks are awaited. A consumer that raises is
+    logged and removed (counted in :attr:`consumer_errors`); the track keeps being drained
+    even with no consumer at all. Reading ends when the track ends (MediaStreamError).
+
+    Use ``start()`` / ``await stop()``, or ``async with RemoteAudioReader(track) as reader:``.
+
+    Args:
+        track: the remote track (anything with ``async recv()`` returning ``av.AudioFrame``).
+        rate: sample rate of the PCM handed to consumers, in Hz.
+        on_audio: a first consumer (a callback or a sink), if any.
+
+    Raises:
+        AudioFormatError: a bad rate, or a sink whose rate differs from ``rate``.
+    """
+
+    def __init__(
+        self,
+        track: MediaStreamTrack,
+        *,
+        rate: int = API_RATE,
+        on_audio: AudioConsumer | None = None,
+    ) -> None:
+        self.track = track
+        self.rate = check_rate(rate)
+        self._consumers: list[tuple[AudioConsumer, bool]] = []
+        self._converter: av.AudioResampler | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.frames = 0
+        """Frames received."""
+        self.received_ms = 0.0
+        """Audio received, in milliseconds."""
+        self.consumer_errors = 0
+        """Consumers removed because they raised."""
+        if on_audio is not None:
+            self.add_consumer(on_audio)
+
+    def add_consumer(self, consumer: AudioConsumer) -> None:
+        """Start feeding ``consumer`` (a callable taking PCM, or a sink at ``rate``).
+
+        Raises:
+            AudioFormatError: a sink whose rate differs from the reader's.
+            TypeError: neither a sink nor callable.
+        """
+        is_sink = isinstance(consumer, Sink)
+        if is_sink:
+            if consumer.rate != self.rate:  # type: ignore[union-attr]
+                raise AudioFormatError(
+                    f"sink rate {consumer.rate} Hz differs from the reader's {self.rate} Hz"  # type: ignore[union-attr]
+                )
+        elif not callable(consumer):
+            raise TypeError(f"a consumer is a callable or a sink, got {type(consumer).__name__}")
+        self._consumers.append((consumer, is_sink))
+
+    def remove_consumer(self, consumer: AudioConsumer) -> None:
+        """Stop feeding ``consumer`` (no error if it was not registered)."""
+        self._consumers = [(c, s) for c, s in self._consumers if c is not consumer]
+
+    @property
+    def running(self) -> bool:
+        """True while the reading task runs."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start draining the track in a task (idempotent while running)."""
+        if self.running:
+            return
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"livetalk-remote-audio-{self.track.id}"
+        )
+
+    async def stop(self) -> None:
+        """Stop draining and wait for the task to finish (consumers are not closed)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+
+    async def wait_ended(self) -> None:
+        """Wait until the track ends (returns at once if the reader is not running)."""
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _run(self) -> None:
+        recv = self.track.recv
+        while True:
+            try:
+                frame = await recv()
+            except MediaStreamError:
+                break
+            self.frames += 1
+            self.received_ms += frame.samples * 1000 / frame.sample_rate
+            await self._dispatch(self._convert(frame))
+        if self._converter is not None:
+            frames = self._converter.resample(None)
+            self._converter = None
+            if frames:
+                await self._dispatch(np.concatenate([f.to_ndarray()[0] for f in frames]))
+
+    def _convert(self, frame: av.AudioFrame) -> PCM:
+        if self._converter is None:
+            self._converter = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
+        out = self._converter.resample(frame)
+        if len(out) == 1:
+            return out[0].to_ndarray()[0]
+        if not out:
+            return np.empty(0, dtype=np.int16)
+        return np.concatenate([f.to_ndarray()[0] for f in out])
+
+    async def _dispatch(self, pcm: PCM) -> None:
+        if not pcm.size:
+            return
+        for consumer, is_sink in self._consumers:
+            try:
+                if is_sink:
+                    await consumer.write(pcm)  # type: ignore[union-attr]
+                else:
+                    consumer(pcm)  # type: ignore[operator]
+            except Exception:
+                logger.exception("audio consumer %r failed; removing it", consumer)
+                self.consumer_errors += 1
+                self.remove_consumer(consumer)

@@ -1,0 +1,208 @@
+"""The WebRTC transport: one aiortc peer connection to ``POST /realtime/calls``.
+
+The peer has the ``oai-events`` data channel (created before the offer, so the offer carries
+the ``m=application`` line), one sendrecv audio transceiver fed by an
+:class:`~livetalk.transport.tracks.OutboundAudioTrack`, and a
+:class:`~livetalk.transport.tracks.RemoteAudioReader` that always drains the remote track.
+No STUN server is configured by default: the API offers host candidates, and a dead STUN
+server stalls aiortc's gathering for seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from livetalk.audio.clock import MediaClock
+from livetalk.errors import ConnectError, ConnectTimeout, LivetalkError
+from livetalk.transport.ice import is_loopback_url, loopback_candidates
+from livetalk.transport.signaling import create_call, hangup, is_ephemeral
+from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
+
+__all__ = ["WebRTCTransport"]
+
+log = logging.getLogger("livetalk.webrtc")
+
+MessageHandler = Callable[[str], None]
+ClosedHandler = Callable[[BaseException | None], None]
+
+
+class WebRTCTransport:
+    """Carries events over the data channel and audio over RTP.
+
+    Args:
+        base_url: API base URL, e.g. ``https://api.openai.com/v1``.
+        api_key: a standard key or an ``ek_`` client secret.
+        session: the GA session dict sent in the multipart form, or None for raw SDP.
+        http_client: httpx client to use for signaling.
+        ice_servers: STUN/TURN servers (none by default).
+        clock: the outbound media clock (``MediaClock(speed)`` for accelerated feeding).
+        connect_timeout: seconds for signaling + ICE + DTLS + data channel open.
+        input_rate: the rate at which received audio is delivered to consumers.
+    """
+
+    kind = "webrtc"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        session: dict[str, Any] | None,
+        http_client: httpx.AsyncClient,
+        ice_servers: list[RTCIceServer] | None = None,
+        clock: MediaClock | None = None,
+        connect_timeout: float = 15.0,
+        output_rate: int = 24000,
+    ) -> None:
+        self.base_url = base_url
+        self._api_key = api_key
+        self._session = session
+        self._http = http_client
+        self._ice_servers = ice_servers or []
+        self.connect_timeout = connect_timeout
+        self.call_id: str | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.channel: Any = None
+        self.track = OutboundAudioTrack(clock=clock)
+        self.reader: RemoteAudioReader | None = None
+        self._audio_consumers: list[Callable[[np.ndarray], None]] = []
+        self._output_rate = output_rate
+        self._on_message: MessageHandler | None = None
+        self._on_closed: ClosedHandler | None = None
+        self._closed = False
+        self._open = asyncio.Event()
+        self._ready: asyncio.Future[None] | None = None
+        self._failed: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<WebRTCTransport {self.base_url} call_id={self.call_id}>"
+
+    # ---------------------------------------------------------------- connect
+    async def connect(self, on_message: MessageHandler, on_closed: ClosedHandler) -> None:
+        """Offer, POST, answer, and wait for the data channel; raises ConnectError/Timeout."""
+        self._on_message, self._on_closed = on_message, on_closed
+        try:
+            await asyncio.wait_for(self._connect(), self.connect_timeout)
+        except TimeoutError:
+            await self._teardown()
+            raise ConnectTimeout(
+                f"the WebRTC call to {self.base_url} did not connect within "
+                f"{self.connect_timeout:g} s (ICE/DTLS or data channel); check that the server "
+                "is reachable over UDP, or raise connect_timeout"
+            ) from None
+        except BaseException:
+            await self._teardown()
+            raise
+
+    async def _connect(self) -> None:
+        self._ready = asyncio.get_running_loop().create_future()
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
+        channel = self.channel = pc.createDataChannel("oai-events")
+        pc.addTrack(self.track)
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio" and self.reader is None:
+                self.reader = RemoteAudioReader(track, rate=self._output_rate,
+                                                on_audio=self._deliver_audio)
+                self.reader.start()
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            state = pc.connectionState
+            if state == "failed":
+                self._fail(ConnectError("the WebRTC connection failed (ICE or DTLS)"))
+
+        @channel.on("open")
+        def on_open() -> None:
+            self._open.set()
+            if not self._ready.done():
+                self._ready.set_result(None)
+
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            if isinstance(message, bytes):
+                message = message.decode("utf-8", "replace")
+            if self._on_message is not None:
+                self._on_message(message)
+
+        @channel.on("close")
+        def on_close() -> None:
+            if self._open.is_set():
+                self._fail(ConnectError("the oai-events data channel closed"))
+
+        with loopback_candidates(is_loopback_url(self.base_url)):
+            await pc.setLocalDescription(await pc.createOffer())
+        answer = await create_call(
+            self._http, base_url=self.base_url, api_key=self._api_key,
+            offer_sdp=pc.localDescription.sdp, session=self._session,
+            timeout=self.connect_timeout,
+        )
+        self.call_id = answer.call_id
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+        except (ValueError, LivetalkError) as exc:
+            raise ConnectError(f"the server's SDP answer was rejected: {exc}") from exc
+        await self._ready
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failed is None and not self._closed:
+            self._failed = exc
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            elif self._on_closed is not None:
+                self._on_closed(exc)
+
+    # ---------------------------------------------------------------- audio
+    def add_audio_consumer(self, consumer: Callable[[np.ndarray], None]) -> None:
+        """Receive model audio (int16 mono at ``output_rate``) as it arrives."""
+        self._audio_consumers.append(consumer)
+
+    def remove_audio_consumer(self, consumer: Callable[[np.ndarray], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._audio_consumers.remove(consumer)
+
+    def _deliver_audio(self, pcm: np.ndarray) -> None:
+        for consumer in self._audio_consumers:
+            consumer(pcm)
+
+    def send_audio(self, pcm: np.ndarray, rate: int) -> None:
+        """Queue microphone audio on the outbound track."""
+        self.track.enqueue(pcm, rate)
+
+    # ---------------------------------------------------------------- events
+    def send(self, text: str) -> None:
+        """Send one JSON event over the data channel."""
+        if self.channel is None or self.channel.readyState != "open":
+            raise ConnectError("the oai-events data channel is not open")
+        self.channel.send(text)
+
+    # ---------------------------------------------------------------- close
+    async def close(self, *, hangup_call: bool = True) -> None:
+        """Hang up (standard keys only), stop the tracks and close the peer connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if hangup_call and self.call_id and not is_ephemeral(self._api_key) and self._open.is_set():
+            try:
+                await hangup(self._http, base_url=self.base_url, api_key=self._api_key,
+                             call_id=self.call_id)
+            except LivetalkError as exc:
+                log.info("hangup failed: %s", exc)
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        self._closed = True
+        if self.reader is not None:
+            await self.reader.stop()
+        self.track.stop()
+        if self.pc is not None:
+            await self.pc.close()
