@@ -100,7 +100,8 @@ def check_pcm(pcm: object) -> PCM:
     """
     if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
         raise AudioFormatError(
-            "expected PCM as a 1-D numpy int16 array (mono), got " + _describe(pcm)
+            "expected PCM as a 1-D numpy int16 array (mono), got "
+            + _describe(pcm)
             + "; convert with livetalk.audio.to_int16_mono()"
         )
     return pcm
@@ -167,12 +168,15 @@ def to_int16_mono(array: Any, *, channels_last: bool = True) -> PCM:
         )
     scaled = np.rint(array * _INT16_SCALE)
     np.clip(scaled, -32768, 32767, out=scaled)
-    return scaled.astype(np.int16)
+    pcm: PCM = scaled.astype(np.int16)
+    return pcm
 
 
 def to_float32(pcm: PCM) -> npt.NDArray[np.float32]:
     """Convert PCM to float32 samples in [-1, 1) (the inverse of :func:`to_int16_mono`)."""
-    return check_pcm(pcm).astype(np.float32) * np.float32(1.0 / _INT16_SCALE)
+    out: npt.NDArray[np.float32] = check_pcm(pcm).astype(np.float32)
+    out *= np.float32(1.0 / _INT16_SCALE)
+    return out
 
 
 def rms_dbfs(pcm: PCM) -> float:

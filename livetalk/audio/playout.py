@@ -199,10 +199,10 @@ class PlayoutBuffer:
                 head = self._head
                 first = min(fade, length - head)
                 seg = ring[head : head + first]
-                seg[:] = seg * ramp[:first]
+                seg[:] = np.rint(seg * ramp[:first])
                 if first < fade:
                     seg = ring[: fade - first]
-                    seg[:] = seg * ramp[first:]
+                    seg[:] = np.rint(seg * ramp[first:])
                 self._ending = True
             self._size = fade
             self.cleared_samples += dropped

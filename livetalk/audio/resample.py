@@ -8,6 +8,8 @@ and :func:`resample` for a one-shot conversion of a whole array.
 
 from __future__ import annotations
 
+from typing import cast
+
 import av
 import numpy as np
 
@@ -105,5 +107,5 @@ def _frames_to_pcm(frames: list[av.AudioFrame]) -> PCM:
     if not frames:
         return empty_pcm()
     if len(frames) == 1:
-        return frames[0].to_ndarray()[0]
+        return cast(PCM, frames[0].to_ndarray()[0])
     return np.concatenate([f.to_ndarray()[0] for f in frames])

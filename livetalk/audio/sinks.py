@@ -24,7 +24,7 @@ import wave
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import BinaryIO, Protocol, Self, runtime_checkable
 
 import av
 import numpy as np
@@ -123,7 +123,7 @@ class AudioSink(ABC):
     async def _write(self, pcm: PCM) -> None:
         """Consume validated PCM."""
 
-    async def _close(self) -> None:
+    async def _close(self) -> None:  # noqa: B027 - an optional hook
         """Release resources (called once)."""
 
 
@@ -152,22 +152,27 @@ class WavSink(AudioSink):
         self._wave: wave.Wave_write | None = None
         self._container: av.container.OutputContainer | None = None
         self._stream: av.AudioStream | None = None
+        self._file: BinaryIO | None = None
         self._time_base = fractions.Fraction(1, self._rate)
-        if self.path.suffix.lower() == ".wav":
-            self._open_wave()
-        else:
-            self._open_av()
-
-    def _open_wave(self) -> None:
         try:
-            self._wave = wave.open(os.fspath(self.path), "wb")
+            file = open(self.path, "wb")  # closed by close()
         except OSError as exc:
             raise AudioFileError(
                 f"cannot create audio file {str(self.path)!r}: {exc.strerror or exc}"
             ) from exc
-        self._wave.setnchannels(1)
-        self._wave.setsampwidth(2)
-        self._wave.setframerate(self._rate)
+        if self.path.suffix.lower() == ".wav":
+            self._file = file
+            self._wave = wave.open(file, "wb")
+            self._wave.setnchannels(1)
+            self._wave.setsampwidth(2)
+            self._wave.setframerate(self._rate)
+        else:
+            file.close()
+            try:
+                self._open_av()
+            except AudioFileError:
+                self.path.unlink(missing_ok=True)
+                raise
 
     def _open_av(self) -> None:
         where = str(self.path)
@@ -181,8 +186,12 @@ class WavSink(AudioSink):
             codec = av.Codec(codec_name, "w")
             rate = self._rate
             if codec.audio_rates and rate not in codec.audio_rates:
-                rate = min((r for r in codec.audio_rates if r >= rate), default=max(codec.audio_rates))
+                rate = min(
+                    (r for r in codec.audio_rates if r >= rate), default=max(codec.audio_rates)
+                )
             stream = container.add_stream(codec_name, rate=rate, layout="mono")
+            if not isinstance(stream, av.AudioStream):
+                raise ValueError(f"{codec_name} is not an audio codec")
             formats = [f.name for f in codec.audio_formats or ()]
             if formats:
                 stream.format = "s16" if "s16" in formats else formats[0]
@@ -216,7 +225,11 @@ class WavSink(AudioSink):
 
     async def _close(self) -> None:
         if self._wave is not None:
-            self._wave.close()
+            assert self._file is not None
+            try:
+                self._wave.close()
+            finally:
+                self._file.close()
         elif self._container is not None:
             try:
                 self._mux(None)

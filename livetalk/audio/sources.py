@@ -1,9 +1,10 @@
 """Audio sources: async iterators of 100 ms PCM chunks.
 
-A source has a ``rate`` (Hz), yields 1-D int16 mono chunks of :data:`~livetalk.audio.format.CHUNK_MS`
-milliseconds, and is closed with ``await source.aclose()`` (or ``async with source:``). Only the
-last chunk of a finite source may be shorter: it is emitted short, never padded, so durations
-stay exact. Sources are not paced; the consumer (the outbound track's ``play()``) sets the pace.
+A source has a ``rate`` (Hz), yields 1-D int16 mono chunks of
+:data:`~livetalk.audio.format.CHUNK_MS` (100) milliseconds, and is closed with
+``await source.aclose()`` (or ``async with source:``). Only the last chunk of a finite source
+may be shorter: it is emitted short, never padded, so durations stay exact. Sources are not
+paced; the consumer (the outbound track's ``play()``) sets the pace.
 
 - :class:`ArraySource`: a numpy array already in memory.
 - :class:`FileSource`: any file PyAV decodes (wav, mp3, ogg, flac, m4a, ...), decoded in a
@@ -100,7 +101,11 @@ class AudioSource(ABC):
     async def __anext__(self) -> PCM:
         if self._closed:
             raise StopAsyncIteration
-        chunk = await self._next_chunk()
+        try:
+            chunk = await self._next_chunk()
+        except Exception:
+            await self.aclose()
+            raise
         if chunk is None:
             await self.aclose()
             raise StopAsyncIteration
@@ -127,7 +132,7 @@ class AudioSource(ABC):
     async def _next_chunk(self) -> PCM | None:
         """Return the next chunk, or None at the end."""
 
-    async def _close(self) -> None:
+    async def _close(self) -> None:  # noqa: B027 - an optional hook
         """Release resources (called once)."""
 
 
@@ -204,20 +209,25 @@ class FileSource(AudioSource):
 
     The first audio stream is decoded, downmixed to mono and resampled (statefully) to ``rate``
     in a worker thread, about a second of audio per step, so the event loop is never blocked
-    on decoding. The file is opened on the first iteration.
+    on decoding. The constructor only checks that the file exists; it is opened and probed on
+    the first iteration.
 
     Args:
         path: the file.
         rate: sample rate of the chunks in Hz.
 
     Raises:
-        AudioFileError: (when iterating) the file cannot be opened, holds no audio stream, or
-            fails to decode; the message names the file.
+        AudioFileError: the file does not exist or is not a regular file; or (when iterating)
+            it cannot be opened, holds no audio stream, or fails to decode. The message names
+            the file.
     """
 
     def __init__(self, path: str | os.PathLike[str], rate: int = API_RATE) -> None:
         super().__init__(rate)
         self.path = Path(path)
+        if not self.path.is_file():
+            reason = "not a regular file" if self.path.exists() else "no such file"
+            raise AudioFileError(f"cannot open audio file {str(self.path)!r}: {reason}")
         self._container: av.container.InputContainer | None = None
         self._frames: Any = None
         self._resampler: av.AudioResampler | None = None
@@ -228,14 +238,19 @@ class FileSource(AudioSource):
 
     async def _next_chunk(self) -> PCM | None:
         while not self._ready:
-            if self._eof:
-                return None
-            step = asyncio.get_running_loop().run_in_executor(None, self._decode_step)
-            self._step = step
-            # Shielded: if the caller is cancelled, the step finishes in its thread before
-            # aclose() may close the container under it.
-            self._ready = await asyncio.shield(step)
-            self._ready.reverse()
+            step = self._step
+            if step is None:
+                if self._eof:
+                    return None
+                step = self._step = asyncio.get_running_loop().run_in_executor(
+                    None, self._decode_step
+                )
+            # Shielded: if the caller is cancelled, the step runs on in its thread; the next
+            # call takes its chunks, and aclose() waits for it before closing the container.
+            chunks = await asyncio.shield(step)
+            self._step = None
+            chunks.reverse()
+            self._ready = chunks
         return self._ready.pop()
 
     def _decode_step(self) -> list[PCM]:

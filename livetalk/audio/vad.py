@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from livetalk.audio.format import PCM, check_pcm, check_rate, empty_pcm
 from livetalk.errors import ConfigError
@@ -167,7 +168,6 @@ class TurnDetector:
         self.ignore_first_ms = ignore_first_ms
         self.min_speech_ms = min_speech_ms
 
-        self._webrtcvad = webrtcvad
         self._vad = webrtcvad.Vad(aggressiveness)
         self._vad_rate = vad_rate
         self._factor = self.rate // vad_rate
@@ -194,7 +194,6 @@ class TurnDetector:
         self._turn_start_ms = 0
         self._speech_end_ms = 0
         self._last_end_ms = 0
-
 
     @classmethod
     def from_threshold(cls, rate: int, threshold: float = 0.5, **kwargs: Any) -> TurnDetector:
@@ -251,7 +250,7 @@ class TurnDetector:
         """
         if not self._in_speech:
             return None
-        return self._stop(self.stream_ms)
+        return self._stop(self.stream_ms, self._fed)
 
     # ------------------------------------------------------------------ feeding
     def feed(self, pcm: PCM) -> list[VadEvent]:
@@ -326,13 +325,13 @@ class TurnDetector:
             return None
         if sum(flags[-self._end_frames:]) > self._end_allowed:
             return None
-        return self._stop(self._speech_end_ms)
+        return self._stop(self._speech_end_ms, self._speech_end_ms * self.rate // 1000)
 
-    def _stop(self, end_ms: int) -> SpeechStopped:
+    def _stop(self, end_ms: int, end: int) -> SpeechStopped:
         start = self._turn_start_ms * self.rate // 1000
-        end = end_ms * self.rate // 1000
         audio = self._audio.slice(start, end)
         self._in_speech = False
+        self._flags.clear()  # the next turn needs a start window of its own
         self._last_end_ms = end_ms
         self._audio.discard_before(end)
         return SpeechStopped(end_ms, audio)
@@ -344,7 +343,7 @@ class TurnDetector:
         )
 
 
-def _lowpass(factor: int) -> np.ndarray:
+def _lowpass(factor: int) -> npt.NDArray[np.float64]:
     """A windowed-sinc low-pass FIR for decimation by ``factor`` (unity gain at DC)."""
     if factor == 1:
         return np.ones(1)
@@ -352,7 +351,8 @@ def _lowpass(factor: int) -> np.ndarray:
     n = np.arange(taps) - (taps - 1) / 2
     cutoff = _FIR_CUTOFF / factor  # in units of the input's Nyquist frequency
     h = cutoff * np.sinc(cutoff * n) * np.hamming(taps)
-    return h / h.sum()
+    taps_out: npt.NDArray[np.float64] = h / h.sum()
+    return taps_out
 
 
 class _SampleBuffer:

@@ -18,7 +18,6 @@ on the classes.
 
 from __future__ import annotations
 
-import functools
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -94,11 +93,12 @@ __all__ = [
     "Usage",
 ]
 
+
 class InvalidEventError(LocalProtocolError):
     """An event built with a missing or mistyped field.
 
     Attributes:
-        param: the offending field's wire name, or None when several are at fault.
+        param: the offending field's wire name, or None (extras clashing with fields).
     """
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
@@ -115,7 +115,7 @@ class _FieldSpec:
 
     name: str
     required: bool
-    accepted: tuple[type, ...]  # empty: anything goes
+    accepted: tuple[type, ...]
     nullable: bool
     item_type: type | None  # for list fields: the type every element must have
 
@@ -123,14 +123,14 @@ class _FieldSpec:
         """Describe why ``value`` does not fit this field, or return None if it does."""
         if value is None:
             return None if self.nullable else "is required"
-        if not self.accepted:
-            return None
         if isinstance(value, bool) and bool not in self.accepted:
             return f"must be {_describe(self.accepted)}, got a boolean"
         if not isinstance(value, self.accepted):
             return f"must be {_describe(self.accepted)}, got {type(value).__name__}"
-        if self.item_type is not None and not all(isinstance(v, self.item_type) for v in value):
-            return f"must be a list of {_describe((self.item_type,))}"
+        if self.item_type is not None and not all(
+            isinstance(v, self.item_type) for v in typing.cast(list[Any], value)
+        ):
+            return f"must be a list whose items are each {_describe((self.item_type,))}"
         return None
 
 
@@ -154,22 +154,20 @@ def _spec_for(name: str, annotation: Any, required: bool) -> _FieldSpec:
     item_type: type | None = None
     if origin is list:
         (element,) = typing.get_args(annotation)
-        element_origin = typing.get_origin(element) or element
-        item_type = element_origin if element_origin is not Any else None
-    accepted: tuple[type, ...]
-    if origin is Any:
-        accepted = ()
-    elif origin is float:
-        accepted = (int, float)
-    else:
-        accepted = (origin,)
+        item_type = typing.get_origin(element) or element
+    accepted = (int, float) if origin is float else (origin,)
     return _FieldSpec(name, required, accepted, nullable, item_type)
 
 
-@functools.cache
+_SPECS: Final[dict[type, tuple[_FieldSpec, ...]]] = {}
+
+
 def _field_specs(cls: type) -> tuple[_FieldSpec, ...]:
+    specs = _SPECS.get(cls)
+    if specs is not None:
+        return specs
     hints = typing.get_type_hints(cls)
-    return tuple(
+    specs = _SPECS[cls] = tuple(
         _spec_for(
             f.name,
             hints[f.name],
@@ -178,6 +176,7 @@ def _field_specs(cls: type) -> tuple[_FieldSpec, ...]:
         for f in fields(cls)
         if f.name != "extra"
     )
+    return specs
 
 
 # --- base classes ---------------------------------------------------------------------------
@@ -281,8 +280,9 @@ class UnknownEvent(ServerEvent):
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """Wrap a wire dict whose ``type`` is a string no event class claims."""
         event_id = data.get("event_id")
+        type_: Any = data.get("type")  # checked by the constructor
         return cls(
-            type=data.get("type"),
+            type=type_,
             data=dict(data),
             event_id=event_id if isinstance(event_id, str) else None,
         )

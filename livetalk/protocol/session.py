@@ -282,7 +282,7 @@ class SemanticVAD:
     """
 
     type: ClassVar[str] = "semantic_vad"
-    eagerness: Eagerness | None = None
+    eagerness: Eagerness | str | None = None
     create_response: bool | None = None
     interrupt_response: bool | None = None
 
@@ -312,7 +312,8 @@ def _vad_from_dict(data: Mapping[str, Any], strict: bool) -> ServerVAD | Semanti
         ServerVAD.type: ServerVAD,
         SemanticVAD.type: SemanticVAD,
     }
-    cls = kinds.get(data.get("type"))
+    kind = data.get("type")
+    cls = kinds.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ConfigError(
             f"{where}.type must be server_vad or semantic_vad; got {data.get('type')!r}"

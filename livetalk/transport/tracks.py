@@ -21,7 +21,7 @@ import fractions
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import Any, Self, TypeAlias, cast
 
 import av
 import numpy as np
@@ -35,6 +35,7 @@ from livetalk.audio.format import (
     RTC_RATE,
     check_pcm,
     check_rate,
+    empty_pcm,
     ms_to_samples,
     samples_to_ms,
 )
@@ -66,7 +67,8 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     Args:
         clock: the media clock that paces frames; a real-time :class:`MediaClock` if None.
-        max_buffer_ms: most audio queued; beyond it the oldest is dropped (``stats()["dropped_ms"]``).
+        max_buffer_ms: most audio queued; beyond it the oldest is dropped (counted in
+            ``stats()["dropped_ms"]``).
         on_frame_sent: called with :attr:`played_ms` after each frame that carried queued audio
             (to emit transcript deltas as the audio plays).
     """
@@ -345,8 +347,8 @@ class RemoteAudioReader:
         self._consumers.append((consumer, is_sink))
 
     def remove_consumer(self, consumer: AudioConsumer) -> None:
-        """Stop feeding ``consumer`` (no error if it was not registered)."""
-        self._consumers = [(c, s) for c, s in self._consumers if c is not consumer]
+        """Stop feeding ``consumer`` (compared with ``==``; no error if it is not registered)."""
+        self._consumers = [(c, s) for c, s in self._consumers if c != consumer]
 
     @property
     def running(self) -> bool:
@@ -399,6 +401,10 @@ class RemoteAudioReader:
                 frame = await recv()
             except MediaStreamError:
                 break
+            if not isinstance(frame, av.AudioFrame):
+                raise TypeError(
+                    f"expected av.AudioFrame from the track, got {type(frame).__name__}"
+                )
             self.frames += 1
             self.received_ms += frame.samples * 1000 / frame.sample_rate
             await self._dispatch(self._convert(frame))
@@ -413,9 +419,9 @@ class RemoteAudioReader:
             self._converter = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
         out = self._converter.resample(frame)
         if len(out) == 1:
-            return out[0].to_ndarray()[0]
+            return cast(PCM, out[0].to_ndarray()[0])
         if not out:
-            return np.empty(0, dtype=np.int16)
+            return empty_pcm()
         return np.concatenate([f.to_ndarray()[0] for f in out])
 
     async def _dispatch(self, pcm: PCM) -> None:

@@ -1,0 +1,426 @@
+"""Tests for livetalk.transport.tracks, without a peer connection."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError
+
+from livetalk.audio.clock import ManualClock, MediaClock
+from livetalk.audio.format import rms_dbfs
+from livetalk.audio.resample import resample
+from livetalk.audio.sinks import BufferSink
+from livetalk.audio.sources import ArraySource
+from livetalk.errors import AudioFormatError
+from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
+
+
+def sine(rate: int, seconds: float, freq: float = 440.0, amp: float = 8000) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return np.rint(np.sin(2 * np.pi * freq * t) * amp).astype(np.int16)
+
+
+def channels(frame: av.AudioFrame) -> np.ndarray:
+    return frame.to_ndarray().reshape(-1, 2)
+
+
+async def pull(track: OutboundAudioTrack, n: int) -> list[av.AudioFrame]:
+    return [await track.recv() for _ in range(n)]
+
+
+# -- OutboundAudioTrack: frames ----------------------------------------------------------------
+
+
+async def test_frames_are_20ms_stereo_s16_with_incrementing_pts() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    assert track.kind == "audio"
+    frames = await pull(track, 3)
+    for k, frame in enumerate(frames):
+        assert frame.samples == 960
+        assert frame.format.name == "s16" and not frame.format.is_planar
+        assert frame.layout.name == "stereo"
+        assert frame.sample_rate == 48000
+        assert frame.time_base == fractions.Fraction(1, 48000)
+        assert frame.pts == 960 * k
+        assert frame.to_ndarray().shape == (1, 1920)
+    assert track.stats()["frames"] == 3
+
+
+async def test_silence_when_nothing_is_queued() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    frames = await pull(track, 5)
+    assert not any(f.to_ndarray().any() for f in frames)
+    assert track.silence_frames == 5 and track.samples_sent == 0
+
+
+async def test_queued_audio_is_resampled_and_duplicated_on_both_channels() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    pcm = sine(24000, 0.2)
+    track.enqueue(pcm[:2400], 24000)
+    track.enqueue(pcm[2400:], 24000)
+    track.flush_input()
+    expected = resample(pcm, 24000, 48000)
+    frames = await pull(track, 11)
+    pairs = np.concatenate([channels(f) for f in frames])
+    assert (pairs[:, 0] == pairs[:, 1]).all()
+    assert pairs[: expected.size, 0].tolist() == expected.tolist()
+    assert not pairs[expected.size :].any()
+    assert track.samples_sent == expected.size
+    assert track.played_ms == pytest.approx(200.0, abs=0.1)
+    assert track.silence_frames == 1
+    assert track.queued_ms == 0.0
+
+
+async def test_returned_frames_do_not_share_the_track_buffer() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    track.enqueue(np.full(960, 1234, dtype=np.int16), 48000)
+    first = await track.recv()
+    await track.recv()  # silence, built in the same scratch buffer
+    assert (first.to_ndarray() == 1234).all()
+
+
+async def test_enqueue_48k_is_sent_bit_exact() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    pcm = np.arange(-960, 960, dtype=np.int16)
+    track.enqueue(pcm, 48000)
+    frames = await pull(track, 2)
+    assert np.concatenate([channels(f)[:, 0] for f in frames]).tolist() == pcm.tolist()
+
+
+async def test_enqueue_validation() -> None:
+    track = OutboundAudioTrack(ManualClock())
+    with pytest.raises(AudioFormatError):
+        track.enqueue(np.zeros(10, dtype=np.float32), 24000)
+    with pytest.raises(AudioFormatError, match="rate"):
+        track.enqueue(np.zeros(10, dtype=np.int16), 0)
+
+
+async def test_overflow_drops_oldest_and_counts() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), max_buffer_ms=100)
+    track.enqueue(np.full(4800, 1, dtype=np.int16), 48000)
+    track.enqueue(np.full(960, 2, dtype=np.int16), 48000)
+    assert track.stats()["dropped_ms"] == 20.0
+    assert track.queued_ms == 100.0
+
+
+# -- OutboundAudioTrack: pacing -----------------------------------------------------------------
+
+
+async def test_pacing_follows_the_media_clock() -> None:
+    clock = ManualClock(start=10.0)
+    track = OutboundAudioTrack(clock)
+    first = await track.recv()  # frame 0 is due at once
+    assert first.pts == 0
+    second = asyncio.create_task(track.recv())
+    await asyncio.sleep(0)
+    assert not second.done()
+    assert clock.next_deadline == pytest.approx(10.02)
+    clock.advance(0.019)
+    await asyncio.sleep(0)
+    assert not second.done()
+    clock.advance(0.001)
+    assert (await second).pts == 960
+    assert track.late_frames == 0
+
+
+async def test_late_frames_are_sent_at_once_and_counted() -> None:
+    clock = ManualClock()
+    track = OutboundAudioTrack(clock)
+    await track.recv()
+    clock.advance(0.105)  # frames 1..5 are due; 1..4 by more than one frame period
+    frames = await pull(track, 5)
+    assert [f.pts for f in frames] == [960 * k for k in range(1, 6)]
+    assert track.late_frames == 4
+    assert track.max_lateness_ms == pytest.approx(85.0)
+    waiting = asyncio.create_task(track.recv())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # frame 6 is due at 120 ms
+    clock.advance(0.015)
+    assert (await waiting).pts == 960 * 6
+
+
+async def test_fast_media_clock_runs() -> None:
+    track = OutboundAudioTrack(MediaClock(speed=1000.0))
+    frames = await pull(track, 50)
+    assert [f.pts for f in frames] == [960 * k for k in range(50)]
+
+
+async def test_stop_ends_recv_and_wakes_sleeper() -> None:
+    clock = ManualClock()
+    track = OutboundAudioTrack(clock)
+    await track.recv()
+    pending = asyncio.create_task(track.recv())
+    await asyncio.sleep(0)
+    track.stop()
+    clock.advance(1.0)
+    with pytest.raises(MediaStreamError):
+        await pending
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+
+
+# -- OutboundAudioTrack: mute, clear, play ---------------------------------------------------
+
+
+async def test_mute_sends_silence_but_keeps_time() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    track.enqueue(np.full(960 * 4, 500, dtype=np.int16), 48000)
+    track.mute()
+    assert track.muted
+    muted = await pull(track, 2)
+    assert not any(f.to_ndarray().any() for f in muted)
+    assert track.samples_sent == 1920 and track.silence_frames == 2
+    track.unmute()
+    loud = await pull(track, 2)
+    assert all((f.to_ndarray() == 500).all() for f in loud)
+
+
+async def test_clear_drops_queue_with_short_fade() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    track.enqueue(np.full(48000, 10000, dtype=np.int16), 48000)
+    await pull(track, 2)
+    dropped = track.clear()
+    assert dropped == pytest.approx(1000 - 40 - 5)
+    assert track.queued_ms == pytest.approx(5.0)
+    fade = channels(await track.recv())[:, 0]
+    assert fade[0] > 9900 and 0 < fade[239] < 100 and not fade[240:].any()
+    assert fade[0] >= fade[100] >= fade[200]
+    assert track.stats()["cleared_ms"] == pytest.approx(dropped)
+
+
+async def test_on_frame_sent_reports_played_position() -> None:
+    positions: list[float] = []
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), on_frame_sent=positions.append)
+    track.enqueue(np.zeros(960 * 2 + 480, dtype=np.int16), 48000)
+    await pull(track, 5)
+    assert positions == [20.0, 40.0, 50.0]
+
+
+async def test_play_applies_backpressure_and_sends_everything() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    pcm = sine(24000, 1.0)
+    source = ArraySource(pcm, 24000)
+    player = asyncio.create_task(track.play(source, high_water_ms=200))
+    peak_queued = 0.0
+    frames = []
+    while not player.done() or track.queued_ms:
+        await asyncio.sleep(0)
+        peak_queued = max(peak_queued, track.queued_ms)
+        frames.append(await track.recv())
+    await player
+    assert source.closed
+    assert peak_queued <= 200 + 100 + 1  # the high-water mark plus one 100 ms chunk
+    sent = np.concatenate([channels(f)[:, 0] for f in frames])
+    expected = resample(pcm, 24000, 48000)
+    assert track.samples_sent == expected.size
+    assert sent[: expected.size].tolist() == expected.tolist()
+
+
+async def test_wait_drained() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    await track.wait_drained()  # nothing queued
+    track.enqueue(np.zeros(960 * 3, dtype=np.int16), 48000)
+    drained = asyncio.create_task(track.wait_drained())
+    await track.recv()
+    await asyncio.sleep(0)
+    assert not drained.done()
+    await pull(track, 2)
+    await drained
+    assert track.queued_ms == 0
+
+
+async def test_play_returns_when_the_track_stops() -> None:
+    track = OutboundAudioTrack(ManualClock())
+    source = ArraySource(np.zeros(48000 * 2, dtype=np.int16), 48000)
+    player = asyncio.create_task(track.play(source))
+    await asyncio.sleep(0)
+    assert not player.done()  # blocked by backpressure: nobody calls recv()
+    track.stop()
+    await player
+    assert source.closed
+    await track.wait_drained()
+
+
+# -- Opus level ------------------------------------------------------------------------------
+
+
+def _opus_round_trip(frames: list[av.AudioFrame]) -> np.ndarray:
+    encoder, decoder = OpusEncoder(), OpusDecoder()
+    out = []
+    for frame in frames:
+        payloads, timestamp = encoder.encode(frame)
+        for payload in payloads:
+            for decoded in decoder.decode(JitterFrame(payload, timestamp)):
+                out.append(decoded.to_ndarray().reshape(-1, 2).mean(axis=1))
+    return np.concatenate(out)
+
+
+def _level_gain(decoded: np.ndarray, reference: np.ndarray) -> float:
+    steady = decoded[4800:-4800].astype(np.float64)
+    ref = reference[4800:-4800].astype(np.float64)
+    return float(np.sqrt(np.mean(steady**2) / np.mean(ref**2)))
+
+
+async def test_level_survives_aiortc_opus_encoder() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    pcm = sine(48000, 1.0, freq=440, amp=8000)
+    track.enqueue(pcm, 48000)
+    frames = await pull(track, 50)
+    assert _level_gain(_opus_round_trip(frames), pcm) == pytest.approx(1.0, abs=0.08)
+
+    # Why the track sends duplicated stereo: the same audio as mono frames loses about 3 dB.
+    mono = []
+    for k in range(50):
+        frame = av.AudioFrame.from_ndarray(
+            pcm[k * 960 : (k + 1) * 960].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate, frame.pts = 48000, k * 960
+        frame.time_base = fractions.Fraction(1, 48000)
+        mono.append(frame)
+    assert _level_gain(_opus_round_trip(mono), pcm) < 0.8
+
+
+# -- RemoteAudioReader -------------------------------------------------------------------------
+
+
+class FakeRemoteTrack:
+    """Returns the given frames, then ends like an aiortc remote track."""
+
+    def __init__(self, frames: list[av.AudioFrame]) -> None:
+        self.id = "fake-remote"
+        self._frames = list(frames)
+
+    async def recv(self) -> av.AudioFrame:
+        await asyncio.sleep(0)
+        if not self._frames:
+            raise MediaStreamError
+        return self._frames.pop(0)
+
+
+class NeverTrack:
+    id = "never"
+
+    async def recv(self) -> Any:
+        await asyncio.get_running_loop().create_future()
+
+
+def stereo_frames(left: np.ndarray, right: np.ndarray, rtp_origin: int = 123456) -> list[Any]:
+    frames = []
+    for k in range(left.size // 960):
+        pair = np.stack([left[k * 960 : (k + 1) * 960], right[k * 960 : (k + 1) * 960]], axis=1)
+        frame = av.AudioFrame.from_ndarray(pair.reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = 48000
+        frame.pts = rtp_origin + k * 960
+        frame.time_base = fractions.Fraction(1, 48000)
+        frames.append(frame)
+    return frames
+
+
+async def test_reader_downmixes_resamples_and_feeds_consumers() -> None:
+    left = sine(48000, 0.5, amp=8000)
+    right = (left // 2).astype(np.int16)
+    track = FakeRemoteTrack(stereo_frames(left, right))
+    chunks: list[np.ndarray] = []
+    sink = BufferSink(24000)
+    reader = RemoteAudioReader(track, rate=24000, on_audio=chunks.append)  # type: ignore[arg-type]
+    reader.add_consumer(sink)
+    reader.start()
+    await reader.wait_ended()
+    assert not reader.running
+    assert reader.frames == 25 and reader.received_ms == pytest.approx(500.0)
+    got = np.concatenate(chunks)
+    assert got.tolist() == sink.array().tolist()
+    mono48 = ((left.astype(np.int32) + right) // 2).astype(np.int16)
+    expected = resample(mono48, 48000, 24000)
+    assert abs(got.size - expected.size) <= 1
+    n = min(got.size, expected.size)
+    assert np.abs(got[:n].astype(np.int32) - expected[:n]).max() <= 2
+    await reader.stop()
+
+
+async def test_reader_handles_planar_float_frames_at_another_rate() -> None:
+    pcm = sine(16000, 0.2).astype(np.float32) / 32768
+    frames = []
+    for k in range(10):
+        frame = av.AudioFrame.from_ndarray(
+            pcm[k * 320 : (k + 1) * 320].reshape(1, -1), format="fltp", layout="mono"
+        )
+        frame.sample_rate = 16000
+        frames.append(frame)
+    sink = BufferSink(24000)
+    async with RemoteAudioReader(FakeRemoteTrack(frames), on_audio=sink) as reader:  # type: ignore[arg-type]
+        await reader.wait_ended()
+    out = sink.array()
+    assert abs(out.size - 4800) <= 2
+    assert rms_dbfs(out) == pytest.approx(rms_dbfs(sine(16000, 0.2)), abs=0.3)
+
+
+async def test_reader_drains_without_consumers() -> None:
+    track = FakeRemoteTrack(stereo_frames(np.zeros(9600, np.int16), np.zeros(9600, np.int16)))
+    reader = RemoteAudioReader(track)  # type: ignore[arg-type]
+    reader.start()
+    await reader.wait_ended()
+    assert reader.frames == 10
+
+
+async def test_failing_consumer_is_removed_others_continue(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pcm = sine(48000, 0.2)
+    track = FakeRemoteTrack(stereo_frames(pcm, pcm))
+    calls = 0
+
+    def broken(chunk: np.ndarray) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("boom")
+
+    sink = BufferSink(24000)
+    reader = RemoteAudioReader(track, on_audio=broken)  # type: ignore[arg-type]
+    reader.add_consumer(sink)
+    reader.start()
+    await reader.wait_ended()
+    assert calls == 1 and reader.consumer_errors == 1
+    assert abs(sink.samples - 4800) <= 2
+    assert "boom" in caplog.text
+
+
+async def test_remove_consumer() -> None:
+    pcm = sine(48000, 0.1)
+    track = FakeRemoteTrack(stereo_frames(pcm, pcm))
+    removed: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
+    reader = RemoteAudioReader(track, on_audio=removed.append)  # type: ignore[arg-type]
+    reader.add_consumer(kept.append)
+    reader.remove_consumer(removed.append)  # an equal bound method is enough
+    reader.remove_consumer(print)  # not registered: no error
+    reader.start()
+    await reader.wait_ended()
+    assert removed == []
+    assert sum(c.size for c in kept) == pytest.approx(2400, abs=2)
+
+
+async def test_consumer_validation() -> None:
+    reader = RemoteAudioReader(NeverTrack())  # type: ignore[arg-type]
+    with pytest.raises(AudioFormatError, match="16000 Hz"):
+        reader.add_consumer(BufferSink(16000))
+    with pytest.raises(TypeError):
+        reader.add_consumer(42)  # type: ignore[arg-type]
+
+
+async def test_stop_cancels_a_blocked_reader() -> None:
+    reader = RemoteAudioReader(NeverTrack())  # type: ignore[arg-type]
+    reader.start()
+    reader.start()  # idempotent
+    await asyncio.sleep(0)
+    assert reader.running
+    await reader.stop()
+    assert not reader.running
+    await reader.stop()
