@@ -53,6 +53,7 @@ from livetalk.protocol.conversation import (
 from livetalk.protocol.events import Usage
 from livetalk.protocol.session import SessionConfig
 from livetalk.transport.signaling import resolve_api_key, resolve_base_url
+from livetalk.transport.base import Transport
 from livetalk.transport.webrtc import WebRTCTransport
 
 __all__ = ["Call", "connect"]
@@ -91,7 +92,7 @@ class Call:
 
     def __init__(
         self,
-        transport: WebRTCTransport,
+        transport: Transport,
         *,
         config: SessionConfig | None,
         http_client: httpx.AsyncClient,
@@ -278,9 +279,9 @@ class Call:
         the stream and drops what is queued.
         """
         try:
-            await self._transport.track.play(source)
+            await self._transport.play(source)
         except asyncio.CancelledError:
-            self._transport.track.clear()
+            self._transport.clear_outbound()
             raise
 
     def create_response(self, **response: Any) -> str:

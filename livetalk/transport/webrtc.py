@@ -22,6 +22,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 
 from livetalk.audio.clock import MediaClock
 from livetalk.errors import ConnectError, ConnectTimeout, LivetalkError
+from livetalk.transport.base import ClosedHandler, MessageHandler
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
 from livetalk.transport.signaling import create_call, hangup, is_ephemeral
 from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
@@ -30,8 +31,6 @@ __all__ = ["WebRTCTransport"]
 
 log = logging.getLogger("livetalk.webrtc")
 
-MessageHandler = Callable[[str], None]
-ClosedHandler = Callable[[BaseException | None], None]
 
 
 class WebRTCTransport:
@@ -49,6 +48,7 @@ class WebRTCTransport:
     """
 
     kind = "webrtc"
+    media_audio = True
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class WebRTCTransport:
         self._on_closed: ClosedHandler | None = None
         self._closed = False
         self._open = asyncio.Event()
-        self._ready: asyncio.Future[None] | None = None
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._failed: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -103,7 +103,6 @@ class WebRTCTransport:
             raise
 
     async def _connect(self) -> None:
-        self._ready = asyncio.get_running_loop().create_future()
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
         channel = self.channel = pc.createDataChannel("oai-events")
         pc.addTrack(self.track)
@@ -177,6 +176,19 @@ class WebRTCTransport:
     def send_audio(self, pcm: np.ndarray, rate: int) -> None:
         """Queue microphone audio on the outbound track."""
         self.track.enqueue(pcm, rate)
+
+    async def play(self, source: Any) -> None:
+        """Feed a source to the outbound track, paced by its clock."""
+        await self.track.play(source)
+
+    def clear_outbound(self) -> float:
+        """Drop the audio queued on the outbound track."""
+        return float(self.track.clear())
+
+    @property
+    def sent_ms(self) -> float:
+        """Media milliseconds sent on the outbound track (silence included)."""
+        return self.track.frames * 20.0
 
     # ---------------------------------------------------------------- events
     def send(self, text: str) -> None:
