@@ -37,6 +37,8 @@ from livetalk.audio.clock import MediaClock
 from livetalk.errors import (
     CallClosedError,
     ConfigError,
+    ConnectError,
+    ConnectTimeout,
     LivetalkError,
     RemoteProtocolError,
     ServerErrorEvent,
@@ -52,8 +54,8 @@ from livetalk.protocol.conversation import (
 )
 from livetalk.protocol.events import Usage
 from livetalk.protocol.session import SessionConfig
-from livetalk.transport.signaling import resolve_api_key, resolve_base_url
 from livetalk.transport.base import Transport
+from livetalk.transport.signaling import resolve_api_key, resolve_base_url
 from livetalk.transport.webrtc import WebRTCTransport
 
 __all__ = ["Call", "connect"]
@@ -65,6 +67,9 @@ log = logging.getLogger("livetalk")
 SAY_EXACTLY_PREFIX = "Say exactly the following, word for word, and nothing else:"
 
 EventTap = Callable[[str, dict[str, Any]], None]
+ToolHandler = Callable[..., Any]
+"""A function-call handler: called with the parsed JSON arguments as keyword arguments
+(sync or async); its return value (a string, or anything JSON-serialisable) is sent back."""
 
 
 class EventLog:
@@ -99,6 +104,7 @@ class Call:
         owns_http: bool,
         taps: list[EventTap],
         clock: Callable[[], float] = time.monotonic,
+        tool_handlers: dict[str, ToolHandler] | None = None,
     ) -> None:
         self._transport = transport
         self._config = config
@@ -125,6 +131,10 @@ class Call:
         self._audio_stopped = asyncio.Event()
         self._audio_stopped.set()
         self.errors: list[ServerErrorEvent] = []
+        self._tool_handlers: dict[str, ToolHandler] = dict(tool_handlers or {})
+        self._tool_tasks: set[asyncio.Task[None]] = set()
+        self._response_idle = asyncio.Event()
+        self._response_idle.set()
         transport.add_audio_consumer(self._audio.publish)
 
     def __repr__(self) -> str:
@@ -202,6 +212,8 @@ class Call:
             fut = self._pending.pop(event.client_event_id or "", None)
             if fut is not None and not fut.done():
                 fut.set_result(event)
+        elif isinstance(event, ev.ResponseCreated):
+            self._response_idle.clear()
         elif isinstance(event, ev.OutputAudioBufferStarted):
             self._audio_stopped.clear()
         elif isinstance(event, ev.OutputAudioBufferStopped | ev.OutputAudioBufferCleared):
@@ -218,8 +230,14 @@ class Call:
                 self._turns.publish(update)
             elif isinstance(update, ResponseFinished):
                 self._responses.publish(update)
+                if not self.conversation.response_active:
+                    self._response_idle.set()
             elif isinstance(update, FunctionCallDone):
                 self._function_calls.publish(update)
+                if update.name in self._tool_handlers:
+                    task = asyncio.ensure_future(self._run_tool(update))
+                    self._tool_tasks.add(task)
+                    task.add_done_callback(self._tool_tasks.discard)
         self._events.publish(event)
 
     def _on_transport_closed(self, error: BaseException | None) -> None:
@@ -316,6 +334,28 @@ class Call:
             self.send({"type": "response.cancel"})
         self.send({"type": "output_audio_buffer.clear"})
 
+    # ---------------------------------------------------------------- tools
+    def register_tool(self, name: str, handler: ToolHandler) -> None:
+        """Answer the model's calls of function ``name`` with ``handler``.
+
+        The handler gets the call's JSON arguments as keyword arguments, may be sync or
+        async, and returns the output (a string, or a JSON-serialisable value). livetalk
+        sends it as a ``function_call_output`` item followed by ``response.create`` once the
+        calling response is done. A handler that raises is reported to the model as an
+        error output; the call goes on. Declare the tool itself in the session
+        (``SessionConfig(tools=[FunctionTool(...)])``).
+        """
+        self._tool_handlers[name] = handler
+
+    async def _run_tool(self, call: FunctionCallDone) -> None:
+        output = await run_tool_handler(self._tool_handlers[call.name], call.arguments)
+        await self._response_idle.wait()
+        if self._closed:
+            return
+        self.send({"type": "conversation.item.create", "item": {
+            "type": "function_call_output", "call_id": call.call_id, "output": output}})
+        self.send({"type": "response.create"})
+
     # ---------------------------------------------------------------- iterators
     def events(self) -> AsyncIterator[ev.ServerEvent]:
         """Every typed server event (``UnknownEvent`` for types livetalk does not know)."""
@@ -405,6 +445,9 @@ class Call:
         for fut in self._pending.values():
             if not fut.done():
                 fut.cancel()
+        for tool_task in list(self._tool_tasks):
+            tool_task.cancel()
+        await asyncio.gather(*self._tool_tasks, return_exceptions=True)
         if self._owns_http:
             await self._http.aclose()
 
@@ -413,6 +456,32 @@ class Call:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def run_tool_handler(handler: ToolHandler, arguments: str) -> str:
+    """Run a tool handler on the model's JSON ``arguments``; return the output string.
+
+    Bad arguments and exceptions raised by the handler become an ``{"error": ...}`` output
+    for the model instead of failing the call.
+    """
+    try:
+        parsed = json.loads(arguments) if arguments.strip() else {}
+        if not isinstance(parsed, dict):
+            raise TypeError("the arguments are not a JSON object")
+        result = handler(**parsed)
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            result = await result
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # reported to the model, never fatal to the call
+        log.warning("tool handler %r failed: %s", getattr(handler, "__name__", handler), exc)
+        return json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+    if isinstance(result, str):
+        return result
+    try:
+        return json.dumps(result)
+    except (TypeError, ValueError):
+        return json.dumps({"result": str(result)})
 
 
 class _Connecting:
@@ -446,6 +515,8 @@ def connect(
     speed: float = 1.0,
     event_log: str | Path | IO[str] | EventTap | None = None,
     send_session_in_offer: bool | None = None,
+    transport: str | Transport = "webrtc",
+    tool_handlers: dict[str, ToolHandler] | None = None,
 ) -> _Connecting:
     """Open a live call to the Realtime API (or livetalk's local server) over WebRTC.
 
@@ -465,6 +536,11 @@ def connect(
         event_log: a path or file for JSON lines of every event, or a callable
             ``(direction, event_dict)``.
         send_session_in_offer: force (or forbid) the multipart form.
+        transport: ``"webrtc"`` (default), ``"websocket"`` (``GET /realtime?model=``,
+            base64 audio in JSON events), ``"auto"`` (WebRTC, falling back to WebSocket when
+            the WebRTC call cannot connect within ``connect_timeout``), or a ready
+            :class:`~livetalk.transport.base.Transport` instance.
+        tool_handlers: ``{function name: handler}``; see :meth:`Call.register_tool`.
 
     Returns:
         An awaitable that is also an async context manager yielding a :class:`Call`.
@@ -499,20 +575,56 @@ def connect(
             taps.append(log_file)
         owns = http_client is None
         client = http_client or httpx.AsyncClient()
-        transport = WebRTCTransport(
-            base_url=url, api_key=key, session=offer_session, http_client=client,
-            ice_servers=ice_servers, clock=MediaClock(speed), connect_timeout=connect_timeout,
-        )
-        call = Call(transport, config=config, http_client=client, owns_http=owns, taps=taps)
+        clock = MediaClock(speed)
+
+        def make(kind: str) -> Transport:
+            if kind == "webrtc":
+                return WebRTCTransport(
+                    base_url=url, api_key=key, session=offer_session, http_client=client,
+                    ice_servers=ice_servers, clock=clock, connect_timeout=connect_timeout,
+                )
+            if kind == "websocket":
+                from livetalk.transport.websocket import WebSocketTransport
+
+                return WebSocketTransport(
+                    base_url=url, api_key=key, model=(config.model if config else None),
+                    clock=clock, connect_timeout=connect_timeout,
+                )
+            raise ConfigError(
+                f"transport must be 'webrtc', 'websocket', 'auto' or a Transport, got {kind!r}"
+            )
+
+        async def open_call(chosen: Transport) -> Call:
+            call = Call(chosen, config=config, http_client=client, owns_http=False, taps=taps,
+                        tool_handlers=tool_handlers)
+            # the session travels in the offer only over WebRTC; otherwise as session.update
+            in_band = not (in_offer and chosen.kind == "webrtc")
+            try:
+                await call._start(send_update=in_band and config is not None,
+                                  timeout=connect_timeout)
+            except BaseException:
+                await call._shutdown(None)
+                raise
+            return call
+
         t0 = time.monotonic()
         try:
-            await call._start(send_update=not in_offer and config is not None,
-                              timeout=connect_timeout)
+            if isinstance(transport, str) and transport == "auto":
+                try:
+                    call = await open_call(make("webrtc"))
+                except (ConnectError, ConnectTimeout) as exc:
+                    log.warning("WebRTC failed (%s); falling back to WebSocket", exc)
+                    call = await open_call(make("websocket"))
+            else:
+                call = await open_call(make(transport) if isinstance(transport, str)
+                                       else transport)
         except BaseException:
-            await call._shutdown(None)
+            if owns:
+                await client.aclose()
             if log_file is not None:
                 log_file.close()
             raise
+        call._owns_http = owns
         call.connect_ms = (time.monotonic() - t0) * 1000
         if log_file is not None:
             call._cleanups.append(log_file.close)
