@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +35,8 @@ import numpy as np
 
 from livetalk._feed import Feed
 from livetalk.audio.clock import MediaClock
+from livetalk.audio.history import AudioHistory
+from livetalk.audio.vad import SpeechStarted, SpeechStopped
 from livetalk.errors import (
     CallClosedError,
     ConfigError,
@@ -43,6 +46,7 @@ from livetalk.errors import (
     RemoteProtocolError,
     ServerErrorEvent,
 )
+from livetalk.localvad import LocalVAD
 from livetalk.protocol import events as ev
 from livetalk.protocol import wire
 from livetalk.protocol.conversation import (
@@ -105,6 +109,8 @@ class Call:
         taps: list[EventTap],
         clock: Callable[[], float] = time.monotonic,
         tool_handlers: dict[str, ToolHandler] | None = None,
+        keep_user_audio_s: float = 60.0,
+        local_vad: LocalVAD | None = None,
     ) -> None:
         self._transport = transport
         self._config = config
@@ -136,6 +142,15 @@ class Call:
         self._response_idle = asyncio.Event()
         self._response_idle.set()
         transport.add_audio_consumer(self._audio.publish)
+        # user audio as sent, for user-turn audio and local VAD
+        self._sent = AudioHistory(24000, keep_user_audio_s) if keep_user_audio_s > 0 else None
+        self._speech_start_ms: dict[str, float] = {}
+        self._turn_audio: dict[str, np.ndarray] = {}
+        self._local_vad = local_vad
+        self._detector = local_vad.detector(24000) if local_vad is not None else None
+        self._local_turns: list[np.ndarray] = []  # detected locally, awaiting their item id
+        if self._sent is not None or self._detector is not None:
+            transport.on_sent_audio = self._on_sent_audio
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -214,6 +229,14 @@ class Call:
                 fut.set_result(event)
         elif isinstance(event, ev.ResponseCreated):
             self._response_idle.clear()
+        elif isinstance(event, ev.InputAudioBufferSpeechStarted):
+            self._speech_start_ms[event.item_id] = event.audio_start_ms
+        elif isinstance(event, ev.InputAudioBufferSpeechStopped):
+            start = self._speech_start_ms.pop(event.item_id, None)
+            if start is not None and self._sent is not None:
+                self._turn_audio[event.item_id] = self._sent.slice_ms(start, event.audio_end_ms)
+        elif isinstance(event, ev.InputAudioBufferCommitted) and self._local_turns:
+            self._turn_audio[event.item_id] = self._local_turns.pop(0)
         elif isinstance(event, ev.OutputAudioBufferStarted):
             self._audio_stopped.clear()
         elif isinstance(event, ev.OutputAudioBufferStopped | ev.OutputAudioBufferCleared):
@@ -227,7 +250,8 @@ class Call:
             if isinstance(update, TranscriptDelta):
                 self._deltas.publish(update)
             elif isinstance(update, Turn):
-                self._turns.publish(update)
+                audio = self._turn_audio.pop(update.item_id, None)
+                self._turns.publish(update if audio is None else replace(update, audio=audio))
             elif isinstance(update, ResponseFinished):
                 self._responses.publish(update)
                 if not self.conversation.response_active:
@@ -333,6 +357,42 @@ class Call:
         if self.conversation.response_active:
             self.send({"type": "response.cancel"})
         self.send({"type": "output_audio_buffer.clear"})
+
+    # ---------------------------------------------------------------- sent audio, local VAD
+    def _on_sent_audio(self, pcm: np.ndarray) -> None:
+        if self._sent is not None:
+            self._sent.write(pcm)
+        if self._detector is None or self._closed:
+            return
+        for vad_event in self._detector.feed(pcm):
+            if isinstance(vad_event, SpeechStarted):
+                log.debug("local VAD: speech started at %d ms", vad_event.start_ms)
+                assert self._local_vad is not None
+                if self._local_vad.barge_in and (self.response_active or self.assistant_speaking):
+                    self.interrupt()
+            elif isinstance(vad_event, SpeechStopped):
+                log.debug("local VAD: speech stopped at %d ms", vad_event.end_ms)
+                self._local_turns.append(vad_event.audio)
+                self.send({"type": "input_audio_buffer.commit"})
+                assert self._local_vad is not None
+                if self._local_vad.respond:
+                    task = asyncio.ensure_future(self._respond_when_idle())
+                    self._tool_tasks.add(task)
+                    task.add_done_callback(self._tool_tasks.discard)
+
+    async def _respond_when_idle(self) -> None:
+        await self._response_idle.wait()
+        if not self._closed:
+            self.send({"type": "response.create"})
+
+    def commit(self, *, respond: bool = False) -> None:
+        """Push-to-talk: commit the audio sent since the last commit as a user turn.
+
+        Use it with ``turn_detection=None``; ``respond=True`` also asks for a reply.
+        """
+        self.send({"type": "input_audio_buffer.commit"})
+        if respond:
+            self.send({"type": "response.create"})
 
     # ---------------------------------------------------------------- tools
     def register_tool(self, name: str, handler: ToolHandler) -> None:
@@ -517,6 +577,8 @@ def connect(
     send_session_in_offer: bool | None = None,
     transport: str | Transport = "webrtc",
     tool_handlers: dict[str, ToolHandler] | None = None,
+    vad: str | LocalVAD = "server",
+    keep_user_audio_s: float = 60.0,
 ) -> _Connecting:
     """Open a live call to the Realtime API (or livetalk's local server) over WebRTC.
 
@@ -541,6 +603,12 @@ def connect(
             the WebRTC call cannot connect within ``connect_timeout``), or a ready
             :class:`~livetalk.transport.base.Transport` instance.
         tool_handlers: ``{function name: handler}``; see :meth:`Call.register_tool`.
+        vad: ``"server"`` (the session's turn detection, default) or ``"local"`` / a
+            :class:`~livetalk.localvad.LocalVAD`: livetalk detects turns on the audio it
+            sends with webrtcvad, the session runs with ``turn_detection: null``, and each
+            turn is committed (and answered unless ``LocalVAD(respond=False)``).
+        keep_user_audio_s: how much sent audio to keep so user turns carry their audio
+            (``Turn.audio``); 0 disables it.
 
     Returns:
         An awaitable that is also an async context manager yielding a :class:`Call`.
@@ -558,6 +626,17 @@ def connect(
             config = session
         if model is not None:
             config = (config or SessionConfig()).replace(model=model)
+        local_vad: LocalVAD | None
+        if isinstance(vad, LocalVAD):
+            local_vad = vad
+        elif vad == "local":
+            local_vad = LocalVAD()
+        elif vad == "server":
+            local_vad = None
+        else:
+            raise ConfigError(f"vad must be 'server', 'local' or a LocalVAD, got {vad!r}")
+        if local_vad is not None:
+            config = (config or SessionConfig()).replace(turn_detection=None)
         in_offer = (
             send_session_in_offer if send_session_in_offer is not None
             else not key.startswith("ek_")
@@ -596,7 +675,8 @@ def connect(
 
         async def open_call(chosen: Transport) -> Call:
             call = Call(chosen, config=config, http_client=client, owns_http=False, taps=taps,
-                        tool_handlers=tool_handlers)
+                        tool_handlers=tool_handlers, keep_user_audio_s=keep_user_audio_s,
+                        local_vad=local_vad)
             # the session travels in the offer only over WebRTC; otherwise as session.update
             in_band = not (in_offer and chosen.kind == "webrtc")
             try:

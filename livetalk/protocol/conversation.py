@@ -121,6 +121,8 @@ class Turn:
         started_at: clock time of speech start (user) or of the item's first event.
         usage: an assistant turn's response usage.
         audio_ms: speech length (user, from VAD) or audio length (assistant, when known).
+        audio: a user turn's speech as sent, int16 mono 24 kHz numpy array, attached by the
+            call when it kept the audio it sent (None otherwise; never compared).
     """
 
     role: Role
@@ -133,6 +135,7 @@ class Turn:
     started_at: float | None = None
     usage: Usage | None = None
     audio_ms: float | None = None
+    audio: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,10 @@ class Transport(Protocol):
     call_id: str | None
     #: True when model audio arrives as media and the server sends output_audio_buffer.*
     media_audio: bool
+    #: Called with the user audio actually sent, in order, int16 mono 24 kHz (on WebRTC
+    #: every 20 ms frame, silence included, so stream time matches the server's). The call
+    #: sets it to keep user-turn audio and to run local VAD.
+    on_sent_audio: AudioConsumer | None
 
     async def connect(self, on_message: MessageHandler, on_closed: ClosedHandler) -> None:
         """Connect; raise ConnectError/ConnectTimeout/APIStatusError on failure."""

@@ -29,6 +29,19 @@ from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
 
 __all__ = ["WebRTCTransport"]
 
+
+class _TappedTrack(OutboundAudioTrack):
+    """The outbound track, also reporting each sent frame's audio at 24 kHz."""
+
+    on_sent: Callable[[np.ndarray], None] | None = None
+
+    async def recv(self) -> Any:
+        frame = await super().recv()
+        if self.on_sent is not None:
+            left = frame.to_ndarray()[0, 0::2].astype(np.int32)  # 48 kHz, first channel
+            self.on_sent(((left[0::2] + left[1::2]) >> 1).astype(np.int16))
+        return frame
+
 log = logging.getLogger("livetalk.webrtc")
 
 
@@ -71,7 +84,7 @@ class WebRTCTransport:
         self.call_id: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel: Any = None
-        self.track = OutboundAudioTrack(clock=clock)
+        self.track = _TappedTrack(clock=clock)
         self.reader: RemoteAudioReader | None = None
         self._audio_consumers: list[Callable[[np.ndarray], None]] = []
         self._output_rate = output_rate
@@ -172,6 +185,15 @@ class WebRTCTransport:
     def _deliver_audio(self, pcm: np.ndarray) -> None:
         for consumer in self._audio_consumers:
             consumer(pcm)
+
+    @property
+    def on_sent_audio(self) -> Callable[[np.ndarray], None] | None:
+        """Called with each 20 ms of audio actually sent (24 kHz; silence included)."""
+        return self.track.on_sent
+
+    @on_sent_audio.setter
+    def on_sent_audio(self, consumer: Callable[[np.ndarray], None] | None) -> None:
+        self.track.on_sent = consumer
 
     def send_audio(self, pcm: np.ndarray, rate: int) -> None:
         """Queue microphone audio on the outbound track."""

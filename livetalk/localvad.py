@@ -1,0 +1,181 @@
+"""Client-side turn detection: the local-VAD and batch fallback paths.
+
+When server VAD is not wanted (or not available), livetalk detects turns itself with
+webrtcvad (:class:`~livetalk.audio.vad.TurnDetector`: a windowed end rule that holds at 10 dB
+SNR where a consecutive-silence rule fails; the first ~0.5 s ignored while it adapts):
+
+* **local** (``livetalk.connect(vad=LocalVAD())``): the session runs with
+  ``turn_detection: null``; each detected turn is committed with
+  ``input_audio_buffer.commit`` (and answered with ``response.create`` unless
+  ``respond=False``).
+* **batch** (:func:`batch_turns`): no realtime session at all; each detected turn is posted
+  to ``POST /v1/audio/transcriptions`` and yielded as a user
+  :class:`~livetalk.protocol.conversation.Turn`.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from livetalk.audio.resample import Resampler
+from livetalk.audio.vad import SpeechStopped, TurnDetector
+from livetalk.errors import ConfigError, SignalingError
+from livetalk.protocol.conversation import Role, Turn, TurnStatus
+from livetalk.transport.signaling import (
+    _post,
+    _status_error,
+    resolve_api_key,
+    resolve_base_url,
+)
+
+__all__ = ["LocalVAD", "batch_turns", "wav_bytes"]
+
+RATE = 24000
+
+
+@dataclass(frozen=True, slots=True)
+class LocalVAD:
+    """Settings of client-side turn detection.
+
+    Attributes:
+        aggressiveness: webrtcvad mode 0-3 (2 or 3 in noise; 0-1 call noise speech).
+        prefix_padding_ms: audio kept before the detected onset.
+        silence_ms: the hangover window: a turn ends when at most ``end_ratio`` of the
+            frames of the last ``silence_ms`` are voiced (600-800 ms measured best).
+        ignore_first_ms: no turn may start in the first part of the stream.
+        end_ratio: voiced share of the hangover window that still counts as silence.
+        respond: send ``response.create`` after each commit (local path).
+        barge_in: interrupt the assistant when the user starts speaking over it.
+    """
+
+    aggressiveness: int = 3
+    prefix_padding_ms: int = 300
+    silence_ms: int = 700
+    ignore_first_ms: int = 500
+    end_ratio: float = 0.15
+    respond: bool = True
+    barge_in: bool = True
+
+    def __post_init__(self) -> None:
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ConfigError(f"LocalVAD.aggressiveness must be 0-3, got {self.aggressiveness}")
+        if not 200 <= self.silence_ms <= 5000:
+            raise ConfigError(
+                f"LocalVAD.silence_ms must be 200-5000 (600-800 recommended), got {self.silence_ms}"
+            )
+        if not 0 <= self.prefix_padding_ms <= 2000:
+            raise ConfigError(
+                f"LocalVAD.prefix_padding_ms must be 0-2000, got {self.prefix_padding_ms}"
+            )
+        if not 0.0 <= self.end_ratio < 0.5:
+            raise ConfigError(f"LocalVAD.end_ratio must be in [0, 0.5), got {self.end_ratio}")
+        if self.ignore_first_ms < 0:
+            raise ConfigError(f"LocalVAD.ignore_first_ms must be >= 0, got {self.ignore_first_ms}")
+
+    def detector(self, rate: int = RATE) -> TurnDetector:
+        """A fresh detector for a stream at ``rate``."""
+        return TurnDetector(
+            rate, aggressiveness=self.aggressiveness, prefix_padding_ms=self.prefix_padding_ms,
+            silence_duration_ms=self.silence_ms, end_ratio=self.end_ratio,
+            ignore_first_ms=self.ignore_first_ms,
+        )
+
+
+def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
+    """Encode int16 mono PCM as a WAV file in memory."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+    return buf.getvalue()
+
+
+async def transcribe(
+    client: httpx.AsyncClient, *, base_url: str, api_key: str, pcm: np.ndarray, rate: int,
+    model: str, language: str | None = None,
+) -> str:
+    """``POST {base_url}/audio/transcriptions`` with one turn's audio; returns the text."""
+    url = f"{base_url}/audio/transcriptions"
+    data: dict[str, Any] = {"model": model, "response_format": "json"}
+    if language:
+        data["language"] = language
+    response = await _post(
+        client, url, headers={"Authorization": f"Bearer {api_key}"}, data=data,
+        files={"file": ("turn.wav", wav_bytes(pcm, rate), "audio/wav")}, timeout=60.0,
+    )
+    if response.status_code != 200:
+        raise _status_error(response)
+    try:
+        return str(response.json()["text"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SignalingError(f"{url} returned an unexpected body") from exc
+
+
+async def batch_turns(
+    source: Any,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str = "gpt-4o-mini-transcribe",
+    language: str | None = None,
+    vad: LocalVAD | None = None,
+    http_client: httpx.AsyncClient | None = None,
+) -> AsyncIterator[Turn]:
+    """Detect turns in an audio source locally and transcribe each with the batch endpoint.
+
+    Args:
+        source: an async iterator of int16 mono chunks with a ``rate`` attribute
+            (``FileSource``, ``ArraySource``, ``MicrophoneSource``...).
+        base_url, api_key: as for :func:`livetalk.connect`.
+        model: the transcription model.
+        language: ISO-639-1 hint.
+        vad: detection settings.
+        http_client: an httpx client to reuse.
+
+    Yields:
+        One completed user :class:`Turn` per detected utterance (``audio`` attached), in
+        order, as soon as its transcription returns.
+    """
+    url = resolve_base_url(base_url)
+    key = resolve_api_key(api_key)
+    settings = vad or LocalVAD()
+    detector = settings.detector(RATE)
+    resampler = Resampler(int(source.rate), RATE)
+    owned = http_client is None
+    client = http_client or httpx.AsyncClient()
+    count = 0
+
+    async def finish(stop: SpeechStopped) -> Turn:
+        nonlocal count
+        count += 1
+        started = time.monotonic()
+        text = await transcribe(client, base_url=url, api_key=key, pcm=stop.audio, rate=RATE,
+                                model=model, language=language)
+        return Turn(role=Role.USER, item_id=f"batch_{count}", text=text,
+                    status=TurnStatus.COMPLETED, started_at=started,
+                    completed_at=time.monotonic(), audio_ms=stop.audio.size * 1000 / RATE,
+                    audio=stop.audio)
+
+    try:
+        async for chunk in source:
+            for event in detector.feed(resampler.process(chunk)):
+                if isinstance(event, SpeechStopped):
+                    yield await finish(event)
+        tail = detector.feed(resampler.flush())
+        last = detector.force_end()
+        for event in [*tail, last]:
+            if isinstance(event, SpeechStopped):
+                yield await finish(event)
+    finally:
+        if owned:
+            await client.aclose()
