@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=_positive, default=30.0,
                        help="seconds to wait for the last reply after the file ends")
         p.add_argument("--connect-timeout", type=_positive, default=15.0)
+        p.add_argument("--vad", choices=["server", "local", "batch"], default="server",
+                       help="turn detection: the server's, local webrtcvad + commit, or local "
+                       "webrtcvad + the batch transcription endpoint (no live call)")
+        p.add_argument("--transport", choices=["webrtc", "websocket", "auto"], default="webrtc",
+                       help="auto: WebRTC, falling back to WebSocket if it cannot connect")
 
     p = sub.add_parser("run", help="stream an audio file through a call and print the turns")
     p.add_argument("audio_file")
@@ -177,6 +182,8 @@ async def run_file(
     speed: float = 1.0,
     timeout: float = 30.0,
     connect_timeout: float = 15.0,
+    vad: str = "server",
+    transport: str = "webrtc",
 ) -> dict[str, Any]:
     """Stream one audio file through a call; print deltas and turns; return the summary."""
     import livetalk
@@ -186,13 +193,16 @@ async def run_file(
     from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 
     source = FileSource(audio_file, rate=24000)  # fails fast on a bad file
+    if vad == "batch":
+        return await _run_batch(source, base_url=base_url, api_key=api_key, printer=printer)
     config = SessionConfig(
         transcription=Transcription(model="gpt-4o-mini-transcribe"),
         turn_detection=ServerVAD(),
     )
     async with livetalk.connect(
         base_url=base_url, api_key=api_key, model=model, session=config,
-        event_log=events_log, speed=speed, connect_timeout=connect_timeout,
+        event_log=events_log, speed=speed, connect_timeout=connect_timeout, vad=vad,
+        transport=transport,
     ) as call:
         printer.emit({"type": "call.connected", "call_id": call.call_id,
                       "connect_ms": round(call.connect_ms or 0, 1)})
@@ -253,6 +263,22 @@ async def run_file(
         return summary
 
 
+async def _run_batch(source: Any, *, base_url: str | None, api_key: str | None,
+                     printer: _Printer) -> dict[str, Any]:
+    """The batch path: local VAD, each turn posted to /audio/transcriptions."""
+    from livetalk.localvad import batch_turns
+
+    count = 0
+    async for turn in batch_turns(source, base_url=base_url, api_key=api_key):
+        count += 1
+        printer.emit(_turn_dict(turn))
+    summary = {"type": "call.closed", "call_id": None, "user_turns": count,
+               "assistant_turns": 0, "connect_ms": 0.0,
+               "usage": {"total_tokens": 0}}
+    printer.emit(summary)
+    return summary
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from livetalk.server import LocalServer
 
@@ -296,6 +322,7 @@ async def _run(args: argparse.Namespace) -> int:
         args.audio_file, base_url=args.base_url, api_key=args.api_key, model=args.model,
         printer=_Printer(args.jsonl), events_log=args.events_log, save_reply=args.save_reply,
         speed=args.speed, timeout=args.timeout, connect_timeout=args.connect_timeout,
+        vad=args.vad, transport=args.transport,
     )
     return EXIT_OK
 
@@ -357,3 +384,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = _exit_code(exc)
         print(f"livetalk: error: {message}", file=sys.stderr)
         return code
+    except OSError as exc:  # e.g. an events log or output path that cannot be written
+        print(f"livetalk: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
