@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -76,6 +76,57 @@ ToolHandler = Callable[..., Any]
 (sync or async); its return value (a string, or anything JSON-serialisable) is sent back."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Opt-in automatic reconnection (``connect(reconnect=Reconnect())``).
+
+    When a call drops abnormally, livetalk opens a new call with backoff, replays the
+    session config (instructions, tools...) and the conversation so far as text items, and
+    publishes :class:`CallNotice` items on :meth:`Call.notices`. With ``recycle_after_s``
+    it also replaces the call proactively (make before break) before the API's 60-minute
+    session limit. An in-progress :meth:`Call.stream` ends at the drop; stream again (a
+    microphone source simply continues).
+
+    Attributes:
+        max_attempts: attempts per drop before the call fails with CallClosedError.
+        initial_backoff_s: delay before the first attempt; doubles on each failure.
+        max_backoff_s: the longest delay.
+        recycle_after_s: replace the call after this long (None: never). The API ends
+            sessions at 3600 s; 3300 leaves room.
+    """
+
+    max_attempts: int = 5
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    recycle_after_s: float | None = 3300.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"Reconnect.max_attempts must be >= 1, got {self.max_attempts}")
+        if self.initial_backoff_s < 0 or self.max_backoff_s < self.initial_backoff_s:
+            raise ConfigError("Reconnect backoff must satisfy 0 <= initial <= max")
+        if self.recycle_after_s is not None and self.recycle_after_s <= 0:
+            raise ConfigError("Reconnect.recycle_after_s must be > 0 or None")
+
+
+@dataclass(frozen=True, slots=True)
+class CallNotice:
+    """Something that happened to the call itself (not a protocol event).
+
+    Attributes:
+        kind: ``"reconnecting"`` (after a drop; ``error`` says why), ``"reconnected"``,
+            ``"recycled"`` (proactive replacement before the session limit).
+        attempt: the attempt number for reconnecting/reconnected, else 0.
+        call_id: the new call's id once reconnected or recycled.
+        error: the cause of the drop, as text.
+    """
+
+    kind: str
+    attempt: int = 0
+    call_id: str | None = None
+    error: str | None = None
+
+
 class EventLog:
     """Writes every event crossing the wire as ``{"dir", "t_ms", "event"}`` JSON lines."""
 
@@ -111,6 +162,8 @@ class Call:
         tool_handlers: dict[str, ToolHandler] | None = None,
         keep_user_audio_s: float = 60.0,
         local_vad: LocalVAD | None = None,
+        reconnect: Reconnect | None = None,
+        transport_factory: Callable[[], Transport] | None = None,
     ) -> None:
         self._transport = transport
         self._config = config
@@ -141,7 +194,6 @@ class Call:
         self._tool_tasks: set[asyncio.Task[None]] = set()
         self._response_idle = asyncio.Event()
         self._response_idle.set()
-        transport.add_audio_consumer(self._audio.publish)
         # user audio as sent, for user-turn audio and local VAD
         self._sent = AudioHistory(24000, keep_user_audio_s) if keep_user_audio_s > 0 else None
         self._speech_start_ms: dict[str, float] = {}
@@ -149,8 +201,26 @@ class Call:
         self._local_vad = local_vad
         self._detector = local_vad.detector(24000) if local_vad is not None else None
         self._local_turns: list[np.ndarray] = []  # detected locally, awaiting their item id
+        self._attach(transport)
+        self._reconnect = reconnect
+        self._transport_factory = transport_factory
+        self._notices: Feed[CallNotice] = Feed()
+        self._usage_before = Usage()  # usage of the sessions replaced by reconnects
+        self._replayed_ids: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._recycle_timer: asyncio.TimerHandle | None = None
+
+    def _attach(self, transport: Transport) -> None:
+        """Route a transport's audio into the call's feeds and taps."""
+        transport.add_audio_consumer(self._audio.publish)
         if self._sent is not None or self._detector is not None:
             transport.on_sent_audio = self._on_sent_audio
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -168,8 +238,8 @@ class Call:
 
     @property
     def usage(self) -> Usage:
-        """Token usage summed over every finished response."""
-        return self.conversation.usage_total
+        """Token usage summed over every finished response (across reconnects)."""
+        return self._usage_before + self.conversation.usage_total
 
     @property
     def response_active(self) -> bool:
@@ -250,6 +320,8 @@ class Call:
             if isinstance(update, TranscriptDelta):
                 self._deltas.publish(update)
             elif isinstance(update, Turn):
+                if update.item_id in self._replayed_ids:
+                    continue  # history replayed after a reconnect was already published
                 audio = self._turn_audio.pop(update.item_id, None)
                 self._turns.publish(update if audio is None else replace(update, audio=audio))
             elif isinstance(update, ResponseFinished):
@@ -267,8 +339,101 @@ class Call:
     def _on_transport_closed(self, error: BaseException | None) -> None:
         if self._closed:
             return
+        if error is not None and self._reconnect is not None and self._transport_factory:
+            self._spawn(self._reconnect_loop(error))
+            return
         failure = CallClosedError(f"the call ended abnormally: {error}") if error else None
-        asyncio.ensure_future(self._shutdown(failure))
+        self._spawn(self._shutdown(failure))
+
+    # ---------------------------------------------------------------- reconnect
+    def notices(self) -> AsyncIterator[CallNotice]:
+        """Reconnects and recycles of the call (see :class:`Reconnect`)."""
+        return aiter(self._notices)
+
+    def _schedule_recycle(self) -> None:
+        policy = self._reconnect
+        if policy is None or policy.recycle_after_s is None or self._transport_factory is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._recycle_timer = loop.call_later(
+            policy.recycle_after_s, lambda: self._spawn(self._recycle()))
+
+    async def _open_replacement(self, timeout: float) -> Transport:
+        """Connect a new transport and bring its session to where this one was."""
+        assert self._transport_factory is not None
+        transport = self._transport_factory()
+        self._session_created = asyncio.get_running_loop().create_future()
+        try:
+            await transport.connect(self._on_message, self._on_transport_closed)
+            await asyncio.wait_for(asyncio.shield(self._session_created), timeout)
+        except BaseException:
+            await transport.close(hangup_call=False)
+            raise
+        return transport
+
+    def _replay(self, history: list[Turn]) -> None:
+        """Send the config and the conversation so far (as text) to the new session."""
+        if self._config is not None:
+            self.send({"type": "session.update", "session": self._config.to_dict()})
+        for n, turn in enumerate(history):
+            if not turn.text:
+                continue
+            item_id = f"item_replay{len(self._replayed_ids)}_{n}"
+            self._replayed_ids.add(item_id)
+            kind = "output_text" if turn.role == "assistant" else "input_text"
+            self.send({"type": "conversation.item.create", "item": {
+                "id": item_id, "type": "message", "role": str(turn.role),
+                "content": [{"type": kind, "text": turn.text}]}})
+
+    def _swap(self, transport: Transport) -> None:
+        self._usage_before = self._usage_before + self.conversation.usage_total
+        history = self._turns.items()
+        self.conversation = Conversation(clock=self._clock)
+        self._transport = transport
+        self._attach(transport)
+        self._response_idle.set()
+        self._audio_stopped.set()
+        self._replay(history)
+        self._schedule_recycle()
+
+    async def _reconnect_loop(self, error: BaseException) -> None:
+        policy = self._reconnect
+        assert policy is not None
+        old = self._transport
+        await old.close(hangup_call=False)
+        delay = policy.initial_backoff_s
+        last: BaseException = error
+        for attempt in range(1, policy.max_attempts + 1):
+            self._notices.publish(CallNotice("reconnecting", attempt, error=str(last)))
+            await asyncio.sleep(delay)
+            if self._closed:
+                return
+            try:
+                transport = await self._open_replacement(old_timeout(old))
+            except LivetalkError as exc:
+                last = exc
+                delay = min(delay * 2 or 0.1, policy.max_backoff_s)
+                continue
+            self._swap(transport)
+            self._notices.publish(CallNotice("reconnected", attempt, call_id=transport.call_id))
+            return
+        await self._shutdown(CallClosedError(
+            f"the call dropped ({error}) and {policy.max_attempts} reconnect attempts failed; "
+            f"last error: {last}"))
+
+    async def _recycle(self) -> None:
+        if self._closed:
+            return
+        old = self._transport
+        try:
+            transport = await self._open_replacement(old_timeout(old))
+        except LivetalkError as exc:
+            log.warning("proactive recycle failed (%s); keeping the current call", exc)
+            self._schedule_recycle()
+            return
+        self._swap(transport)
+        await old.close()
+        self._notices.publish(CallNotice("recycled", call_id=transport.call_id))
 
     # ---------------------------------------------------------------- outgoing
     def send(self, event: ev.ClientEvent | dict[str, Any]) -> str:
@@ -492,8 +657,10 @@ class Call:
         await self._transport.close(hangup_call=error is None)
         for turn in self.conversation.flush():
             self._turns.publish(turn)
+        if self._recycle_timer is not None:
+            self._recycle_timer.cancel()
         for feed in (self._events, self._deltas, self._turns, self._responses,
-                     self._function_calls, self._audio):
+                     self._function_calls, self._audio, self._notices):
             feed.close(error)
         for task, sink in self._sink_tasks:
             with contextlib.suppress(asyncio.CancelledError, LivetalkError):
@@ -505,9 +672,11 @@ class Call:
         for fut in self._pending.values():
             if not fut.done():
                 fut.cancel()
-        for tool_task in list(self._tool_tasks):
-            tool_task.cancel()
-        await asyncio.gather(*self._tool_tasks, return_exceptions=True)
+        pending = [t for t in (*self._tool_tasks, *self._background)
+                   if t is not asyncio.current_task() and not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._owns_http:
             await self._http.aclose()
 
@@ -542,6 +711,11 @@ async def run_tool_handler(handler: ToolHandler, arguments: str) -> str:
         return json.dumps(result)
     except (TypeError, ValueError):
         return json.dumps({"result": str(result)})
+
+
+def old_timeout(transport: Transport) -> float:
+    """The connect timeout a replacement for ``transport`` gets."""
+    return float(getattr(transport, "connect_timeout", 15.0))
 
 
 class _Connecting:
@@ -579,6 +753,7 @@ def connect(
     tool_handlers: dict[str, ToolHandler] | None = None,
     vad: str | LocalVAD = "server",
     keep_user_audio_s: float = 60.0,
+    reconnect: Reconnect | None = None,
 ) -> _Connecting:
     """Open a live call to the Realtime API (or livetalk's local server) over WebRTC.
 
@@ -609,6 +784,7 @@ def connect(
             turn is committed (and answered unless ``LocalVAD(respond=False)``).
         keep_user_audio_s: how much sent audio to keep so user turns carry their audio
             (``Turn.audio``); 0 disables it.
+        reconnect: opt-in automatic reconnect and proactive recycle (:class:`Reconnect`).
 
     Returns:
         An awaitable that is also an async context manager yielding a :class:`Call`.
@@ -674,9 +850,11 @@ def connect(
             )
 
         async def open_call(chosen: Transport) -> Call:
+            # built-in transports can be recreated for a reconnect; a user's instance cannot
+            factory = (lambda: make(chosen.kind)) if isinstance(transport, str) else None
             call = Call(chosen, config=config, http_client=client, owns_http=False, taps=taps,
                         tool_handlers=tool_handlers, keep_user_audio_s=keep_user_audio_s,
-                        local_vad=local_vad)
+                        local_vad=local_vad, reconnect=reconnect, transport_factory=factory)
             # the session travels in the offer only over WebRTC; otherwise as session.update
             in_band = not (in_offer and chosen.kind == "webrtc")
             try:
@@ -705,6 +883,7 @@ def connect(
                 log_file.close()
             raise
         call._owns_http = owns
+        call._schedule_recycle()
         call.connect_ms = (time.monotonic() - t0) * 1000
         if log_file is not None:
             call._cleanups.append(log_file.close)
