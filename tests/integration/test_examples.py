@@ -1,0 +1,52 @@
+"""The examples run as documented (offline: they start the local server themselves)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def _run(script: str, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, script, *args, cwd=EXAMPLES, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return out.decode()
+
+
+async def test_run_file_example(tmp_path: Path) -> None:
+    out = await _run("run_file.py", "--save-reply", str(tmp_path / "reply.wav"))
+    assert "user: what is the weather like today" in out
+    assert "assistant: You said: thank you goodbye." in out
+    assert (tmp_path / "reply.wav").stat().st_size > 10_000
+
+
+async def test_route_turns_example_speaks_the_agents_answers() -> None:
+    out = await _run("route_turns.py")
+    assert "-> agent: It is sunny in the local server's world." in out
+    assert "spoken: It is sunny in the local server's world." in out
+    assert "spoken: Goodbye, and thanks for calling." in out
+
+
+async def test_tools_example() -> None:
+    out = await _run("tools.py")
+    assert '"forecast": "sunny"' in out
+
+
+@pytest.mark.parametrize("script", ["run_file.py", "route_turns.py", "tools.py"])
+def test_examples_document_how_to_run_them(script: str) -> None:
+    text = (EXAMPLES / script).read_text()
+    assert f"python examples/{script}" in text
