@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import httpx
 import numpy as np
@@ -150,6 +150,10 @@ class EventLog:
 class Call:
     """A live Realtime session. Create it with :func:`connect`; see the module docstring."""
 
+    #: Taps added to every call of the process, before the call's own: e.g. a test suite
+    #: validating every event on the wire. Each is called as ``tap(direction, event)``.
+    global_taps: ClassVar[list[EventTap]] = []
+
     def __init__(
         self,
         transport: Transport,
@@ -169,7 +173,7 @@ class Call:
         self._config = config
         self._http = http_client
         self._owns_http = owns_http
-        self._taps = taps
+        self._taps = [*Call.global_taps, *taps]
         self._clock = clock
         self.conversation = Conversation(clock=clock)
         #: The full effective session, from the latest ``session.created``/``session.updated``.

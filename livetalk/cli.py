@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (10-7200)")
 
     sub.add_parser("devices", help="list audio input and output devices")
+
+    from livetalk.scenarios.cli import add_script_parser
+
+    add_script_parser(sub)
     return parser
 
 
@@ -368,7 +372,9 @@ def _exit_code(exc: BaseException) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``livetalk`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    commands = {"serve": _serve, "run": _run, "demo": _demo, "mint": _mint}
+    from livetalk.scenarios.cli import run_script
+
+    commands = {"serve": _serve, "run": _run, "demo": _demo, "mint": _mint, "script": run_script}
     try:
         if args.command == "devices":
             return _devices(args)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +41,20 @@ class EventValidator:
     def assert_valid(self) -> None:
         assert self.seen, "no event was validated"
         assert not self.failures, "\n".join(self.failures[:5])
+
+
+@pytest.fixture(autouse=True)
+def every_event_is_validated() -> Iterator[EventValidator]:
+    """Every event any Call of any test sends or receives must validate against the SDK."""
+    from livetalk.call import Call
+
+    tap = EventValidator()
+    Call.global_taps.append(tap)
+    try:
+        yield tap
+    finally:
+        Call.global_taps.remove(tap)
+    assert not tap.failures, "events that do not validate:\n" + "\n".join(tap.failures[:5])
 
 
 @pytest.fixture
