@@ -182,7 +182,7 @@ class Call:
         self._events: Feed[ev.ServerEvent] = Feed(maxlen=20_000)
         self._deltas: Feed[TranscriptDelta] = Feed()
         self._turns: Feed[Turn] = Feed()
-        self._audio: Feed[np.ndarray] = Feed(replay=False)
+        self._audio: Feed[np.ndarray] = Feed(replay=False, maxlen=500)  # ~10 s
         self._responses: Feed[ResponseFinished] = Feed()
         self._function_calls: Feed[FunctionCallDone] = Feed()
         self._pending: dict[str, asyncio.Future[ev.ServerEvent]] = {}

@@ -118,10 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instructions")
     p.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (10-7200)")
 
-    sub.add_parser("devices", help="list audio input and output devices")
-
     from livetalk.scenarios.cli import add_script_parser
+    from livetalk.talk import add_devices_parser, add_talk_parser
 
+    add_devices_parser(sub)
+    add_talk_parser(sub)
     add_script_parser(sub)
     return parser
 
@@ -345,14 +346,6 @@ async def _mint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _devices(args: argparse.Namespace) -> int:
-    from livetalk.audio.devices import list_devices
-
-    for dev in list_devices():
-        print(dev)
-    return EXIT_OK
-
-
 def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, errors.AuthenticationError):
         return EXIT_AUTH
@@ -373,11 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``livetalk`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     from livetalk.scenarios.cli import run_script
+    from livetalk.talk import run_devices, run_talk
 
-    commands = {"serve": _serve, "run": _run, "demo": _demo, "mint": _mint, "script": run_script}
+    commands = {"serve": _serve, "run": _run, "demo": _demo, "mint": _mint, "script": run_script,
+                "talk": run_talk}
     try:
         if args.command == "devices":
-            return _devices(args)
+            return run_devices(args)
         return asyncio.run(commands[args.command](args))
     except KeyboardInterrupt:
         print("livetalk: interrupted", file=sys.stderr)

@@ -146,6 +146,14 @@ def _negotiate_rate(sd: Any, device: int | str | None, rate: int, kind: str) -> 
     ) from first
 
 
+def _device_name(sd: Any, device: int | str | None, kind: str) -> str:
+    """The name PortAudio gives ``device`` (the default one if None); "" if unknown."""
+    try:
+        return str(sd.query_devices(device, kind)["name"])
+    except (sd.PortAudioError, ValueError, KeyError, TypeError):
+        return ""
+
+
 class MicrophoneSource(AudioSource):
     """Live audio from a sound card input, as 100 ms chunks at ``rate``.
 
@@ -177,6 +185,8 @@ class MicrophoneSource(AudioSource):
         self.device = device
         self.device_rate = _negotiate_rate(self._sd, device, self._rate, "input")
         """The rate the device runs at (``rate`` unless it is unsupported)."""
+        self.name = _device_name(self._sd, device, "input")
+        """The device's name as PortAudio reports it ("" if unknown)."""
         self._resampler = Resampler(self.device_rate, self._rate)
         self._chunker = Chunker(self._chunk)
         self._blocks: collections.deque[PCM] = collections.deque()
@@ -305,6 +315,8 @@ class SpeakerSink(AudioSink):
         self.device = device
         self.device_rate = _negotiate_rate(self._sd, device, self._rate, "output")
         """The rate the device runs at (``rate`` unless it is unsupported)."""
+        self.name = _device_name(self._sd, device, "output")
+        """The device's name as PortAudio reports it ("" if unknown)."""
         self.buffer = PlayoutBuffer(self.device_rate, capacity_ms, prebuffer_ms)
         """The playout buffer the callback reads (at ``device_rate``)."""
         self._resampler = Resampler(self._rate, self.device_rate)

@@ -1,0 +1,437 @@
+"""``livetalk talk``: a live voice conversation through the microphone and the speaker.
+
+:func:`talk` wires the pieces together::
+
+    microphone (MicrophoneSource) -> echo control .process() -> call.send_audio()
+    call.audio_chunks() -> speaker (SpeakerSink) -> echo control .on_playback()
+    call.transcript_deltas() / call.turns() -> the terminal (LiveTranscript)
+    input_audio_buffer.speech_started while the assistant plays -> SpeakerSink.clear()
+
+It runs until ``stop`` is set, the call ends, or the task is cancelled (Ctrl-C), then prints a
+one-line summary. :func:`run_talk` and :func:`run_devices` are the command-line entry points;
+:func:`add_talk_parser` and :func:`add_devices_parser` add their sub-commands to an argparse
+parser. Without PortAudio or a usable device they print one line saying what is missing and
+return exit status 7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from livetalk.audio.devices import DeviceInfo, MicrophoneSource, SpeakerSink, list_devices
+from livetalk.audio.echo import EchoControl, EchoMode, make_echo_control
+from livetalk.errors import AudioDeviceError, ConfigError
+from livetalk.protocol import events as ev
+from livetalk.protocol.conversation import Turn
+from livetalk.protocol.events import Usage
+from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
+
+__all__ = [
+    "LiveTranscript",
+    "TalkSummary",
+    "add_devices_parser",
+    "add_talk_parser",
+    "headphones_hint",
+    "run_devices",
+    "run_talk",
+    "talk",
+]
+
+_HEADPHONE_WORDS = ("headphone", "headset", "earphone", "earbud", "airpods", "buds")
+_NO_DEVICES = (
+    "no audio devices found: connect a microphone and speakers or headphones, and check that "
+    "your user may use them (e.g. the 'audio' group on Linux)"
+)
+
+
+# ---------------------------------------------------------------------- the summary
+@dataclass(frozen=True, slots=True)
+class TalkSummary:
+    """What :func:`talk` returns (and prints) when the conversation ends.
+
+    Attributes:
+        call_id: the call's id (``rtc_...``).
+        duration_s: seconds from connected to hung up.
+        turns: the completed turns, in conversation order.
+        usage: token usage summed over every response.
+        mic_overflows: times microphone audio was lost (PortAudio overflows or a slow loop).
+        playout_underruns: times the speaker's playout buffer ran dry mid-stream.
+        device_underflows: output underflows reported by PortAudio.
+        barge_ins: times local playout was cleared because the user started speaking.
+        echo: the echo mode used.
+        mic_silenced_ms: microphone audio replaced by silence by the echo control.
+    """
+
+    call_id: str | None
+    duration_s: float
+    turns: tuple[Turn, ...]
+    usage: Usage
+    mic_overflows: int
+    playout_underruns: int
+    device_underflows: int
+    barge_ins: int
+    echo: EchoMode
+    mic_silenced_ms: float
+
+    @property
+    def user_turns(self) -> int:
+        """How many user turns were completed."""
+        return sum(1 for t in self.turns if t.role == "user")
+
+    @property
+    def assistant_turns(self) -> int:
+        """How many assistant turns were completed (interrupted ones included)."""
+        return sum(1 for t in self.turns if t.role == "assistant")
+
+    def line(self) -> str:
+        """The summary as one human-readable line."""
+        u = self.usage
+        return (
+            f"ended after {self.duration_s:.1f} s: {self.user_turns} user and "
+            f"{self.assistant_turns} assistant turns; {u.total_tokens} tokens "
+            f"(in {u.input_tokens}, out {u.output_tokens}); mic overflows "
+            f"{self.mic_overflows}; playout underruns {self.playout_underruns}; barge-ins "
+            f"{self.barge_ins}; mic silenced {self.mic_silenced_ms / 1000:.1f} s "
+            f"(echo {self.echo.value})"
+        )
+
+
+# ---------------------------------------------------------------------- the terminal
+class LiveTranscript:
+    """The live transcript in a terminal.
+
+    On a terminal (``live``), transcript deltas redraw the current line in place (carriage
+    return and "erase line"), showing the tail of the text when it is wider than the terminal;
+    a completed turn is committed on its own line. Elsewhere (a pipe, a file) only completed
+    turns and messages are written, one per line.
+
+    Args:
+        out: where to write.
+        live: redraw in place; default: ``out.isatty()``.
+        width: the terminal width; default: asked from the terminal.
+    """
+
+    def __init__(self, out: TextIO, *, live: bool | None = None, width: int | None = None):
+        self.out = out
+        self.live = out.isatty() if live is None else live
+        self.width = width if width is not None else shutil.get_terminal_size().columns
+        self._pending: dict[str, tuple[str, str]] = {}  # item_id -> (role, text so far)
+        self._shown: str | None = None  # the item on the live line
+
+    def delta(self, item_id: str, role: str, text: str) -> None:
+        """Show a transcript delta (redrawing the live line)."""
+        old_role, old_text = self._pending.pop(item_id, (role, ""))
+        self._pending[item_id] = (old_role, old_text + text)
+        if self.live:
+            self._draw(item_id)
+
+    def turn(self, turn: Turn) -> None:
+        """Commit a completed turn on its own line."""
+        self._pending.pop(turn.item_id, None)
+        status = "" if turn.status == "completed" else f" [{turn.status}]"
+        self.message(f"{turn.role:>9}: {turn.text}{status}")
+
+    def message(self, text: str) -> None:
+        """Write a line of its own (a hint, a status), keeping the live line below it."""
+        self._erase()
+        self.out.write(text + "\n")
+        if self.live and self._pending:
+            self._draw(next(reversed(self._pending)))
+        self.out.flush()
+
+    def _draw(self, item_id: str) -> None:
+        role, text = self._pending[item_id]
+        line = f"{role:>9}> {text}".replace("\n", " ")
+        room = max(self.width - 1, 12)
+        if len(line) > room:
+            line = "…" + line[-(room - 1) :]
+        self.out.write("\r\x1b[K" + line)
+        self.out.flush()
+        self._shown = item_id
+
+    def _erase(self) -> None:
+        if self._shown is not None:
+            self.out.write("\r\x1b[K")
+            self._shown = None
+
+
+def headphones_hint(echo: EchoMode, output_name: str) -> str | None:
+    """The one-line advice printed at start, or None when headphones are in use with echo
+    control on."""
+    on_headphones = any(word in output_name.lower() for word in _HEADPHONE_WORDS)
+    if echo is EchoMode.OFF:
+        if on_headphones:
+            return None
+        return ("tip: wear headphones: with --echo off the model hears itself through the "
+                "speakers and interrupts itself (or use --echo half-duplex)")
+    if on_headphones:
+        return None
+    if echo is EchoMode.HALF_DUPLEX:
+        return ("tip: on speakers your microphone is muted while the assistant speaks; wear "
+                "headphones and use --echo off to interrupt it")
+    return ("tip: on speakers, speak up to interrupt the assistant; headphones with --echo off "
+            "work best")
+
+
+# ---------------------------------------------------------------------- talk()
+def _default_session() -> SessionConfig:
+    return SessionConfig(
+        transcription=Transcription(model="gpt-4o-mini-transcribe"),
+        turn_detection=ServerVAD(),
+    )
+
+
+async def talk(
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    input_device: int | str | None = None,
+    output_device: int | str | None = None,
+    echo: EchoMode | str = EchoMode.HALF_DUPLEX,
+    sd: Any = None,
+    out: TextIO = sys.stdout,
+    session: SessionConfig | dict[str, Any] | None = None,
+    stop: asyncio.Event | None = None,
+    live: bool | None = None,
+    speed: float = 1.0,
+    connect_timeout: float = 15.0,
+) -> TalkSummary:
+    """Talk with the model through the microphone and the speaker until stopped.
+
+    The devices are opened before connecting, so a missing device fails fast. The transcript
+    is shown live on ``out`` (see :class:`LiveTranscript`). When the server reports that the
+    user started speaking while the assistant's audio is playing locally, local playout is
+    cleared (the server itself cancels the response and truncates what was not played).
+
+    Args:
+        base_url: the API base URL (default ``OPENAI_BASE_URL`` or the public API).
+        api_key: a standard key or an ``ek_`` secret (default ``OPENAI_API_KEY``).
+        model: the model (default ``gpt-realtime``).
+        input_device: the microphone (PortAudio index or name); None for the default.
+        output_device: the speaker (PortAudio index or name); None for the default.
+        echo: the echo control (:class:`~livetalk.audio.echo.EchoMode` or its value).
+        sd: the sounddevice module or a stand-in (tests); None imports it.
+        out: where the transcript, the hint and the summary go.
+        session: the session config; default: server VAD plus input transcription.
+        stop: set it to end the conversation (``run_talk`` sets it on Ctrl-C).
+        live: redraw transcript deltas in place; default: ``out.isatty()``.
+        speed: the outbound media clock speed (>1 only against the local server with a
+            matching ``realtime_factor``, for tests).
+        connect_timeout: seconds allowed for connecting.
+
+    Returns:
+        The :class:`TalkSummary` (also printed on ``out``), when ``stop`` is set or the call
+        ends normally. When the task is cancelled, the summary is printed and the
+        cancellation propagates.
+
+    Raises:
+        AudioDeviceError: PortAudio, the microphone or the speaker is missing or failed.
+        ConfigError: a bad echo mode or session.
+        CallClosedError: the call ended abnormally.
+        SignalingError, ConnectError: the call could not be set up (see ``connect()``).
+    """
+    import livetalk
+
+    try:
+        mode = EchoMode(echo)
+    except ValueError:
+        raise ConfigError(f"echo must be one of off, half-duplex, gate; got {echo!r}") from None
+    mic = MicrophoneSource(input_device, sd=sd)
+    speaker = SpeakerSink(output_device, sd=sd)
+    control = make_echo_control(mode, mic.rate, speaker.rate)
+    display = LiveTranscript(out, live=live)
+    hint = headphones_hint(mode, speaker.name)
+    if hint:
+        display.message(hint)
+
+    call = await livetalk.connect(
+        base_url=base_url, api_key=api_key, model=model,
+        session=session if session is not None else _default_session(),
+        speed=speed, connect_timeout=connect_timeout,
+    )
+    started = time.monotonic()
+    barge_ins = 0
+    display.message(f"connected ({call.call_id}); speak now, Ctrl-C to stop")
+
+    async def send_microphone() -> None:
+        async for chunk in mic:
+            call.send_audio(control.process(chunk), mic.rate)
+
+    async def play_replies() -> None:
+        async for chunk in call.audio_chunks():
+            await speaker.write(chunk)
+            control.on_playback(chunk, queued_ms=speaker.buffer.buffered_ms)
+
+    async def show_deltas() -> None:
+        async for d in call.transcript_deltas():
+            display.delta(d.item_id, str(d.role), d.delta)
+
+    async def show_turns() -> None:
+        async for turn in call.turns():
+            display.turn(turn)
+
+    async def watch_barge_in() -> None:
+        nonlocal barge_ins
+        async for event in call.events():
+            if isinstance(event, ev.InputAudioBufferSpeechStarted) and control.playing:
+                speaker.clear()
+                control.on_clear()
+                barge_ins += 1
+
+    workers = [asyncio.ensure_future(w()) for w in (
+        send_microphone, play_replies, show_deltas, show_turns, watch_barge_in)]
+    stopper = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Future())
+    failure: BaseException | None = None
+    try:
+        done, _ = await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
+        failure = next((t.exception() for t in done if t is not stopper and t.exception()),
+                       None)
+    finally:
+        for task in (*workers, stopper):
+            task.cancel()
+        await asyncio.gather(*workers, stopper, return_exceptions=True)
+        await _close_all(mic, call, speaker)
+        summary = _summarize(call, started, mic, speaker, control, barge_ins)
+        display.message(summary.line())
+    if failure is not None:
+        raise failure
+    return summary
+
+
+async def _close_all(mic: MicrophoneSource, call: Any, speaker: SpeakerSink) -> None:
+    """Stop the microphone, hang up, stop the speaker; every step runs even if one fails."""
+    try:
+        await mic.aclose()
+    finally:
+        try:
+            await call.close()
+        finally:
+            await speaker.close(drain=False)
+
+
+def _summarize(call: Any, started: float, mic: MicrophoneSource, speaker: SpeakerSink,
+               control: EchoControl, barge_ins: int) -> TalkSummary:
+    return TalkSummary(
+        call_id=call.call_id,
+        duration_s=time.monotonic() - started,
+        turns=tuple(call.turns_so_far),
+        usage=call.usage,
+        mic_overflows=mic.overflows,
+        playout_underruns=speaker.buffer.underruns,
+        device_underflows=speaker.underflows,
+        barge_ins=barge_ins,
+        echo=control.mode,
+        mic_silenced_ms=control.stats()["silenced_ms"],
+    )
+
+
+# ---------------------------------------------------------------------- the command line
+def _device(value: str) -> int | str:
+    """A device given on the command line: an index if it is a number, else a name."""
+    return int(value) if value.strip().lstrip("-").isdigit() else value
+
+
+def add_talk_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``livetalk talk`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``).
+
+    Run the parsed arguments with ``await run_talk(args)``.
+    """
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "talk", help="talk with the model through the microphone and the speaker")
+    p.add_argument("--base-url", help="API base URL (default OPENAI_BASE_URL or the API)")
+    p.add_argument("--api-key", help="API key or ek_ secret (default OPENAI_API_KEY)")
+    p.add_argument("--model", help="model name (default gpt-realtime)")
+    p.add_argument("--input-device", type=_device,
+                   help="microphone: index or name from 'livetalk devices' (default: system's)")
+    p.add_argument("--output-device", type=_device,
+                   help="speaker: index or name from 'livetalk devices' (default: system's)")
+    p.add_argument("--echo", choices=[m.value for m in EchoMode],
+                   default=EchoMode.HALF_DUPLEX.value,
+                   help="echo control for speakers (default half-duplex; off with headphones)")
+    return p
+
+
+def add_devices_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``livetalk devices`` to ``subparsers``; run it with ``run_devices(args)``."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "devices", help="list audio input and output devices")
+    return p
+
+
+async def run_talk(
+    args: argparse.Namespace, *, sd: Any = None, out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Run ``livetalk talk`` with parsed arguments; return the exit status.
+
+    Ctrl-C ends the conversation with its summary (status 0); a second Ctrl-C interrupts at
+    once. A missing PortAudio library or device prints one line on ``err`` and returns 7.
+    Other errors propagate (the CLI's ``main()`` maps them to exit statuses).
+    """
+    from livetalk.cli import EXIT_DEVICE, EXIT_OK
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_interrupt() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C interrupts at once
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        await talk(
+            base_url=args.base_url, api_key=args.api_key, model=args.model,
+            input_device=args.input_device, output_device=args.output_device,
+            echo=args.echo, sd=sd, out=out, stop=stop,
+        )
+    except AudioDeviceError as exc:
+        print(f"livetalk: error: {exc}", file=err)
+        return EXIT_DEVICE
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGINT)
+    return EXIT_OK
+
+
+def _describe(dev: DeviceInfo) -> str:
+    roles = [r for r, on in (("default input", dev.is_default_input),
+                             ("default output", dev.is_default_output)) if on]
+    marks = f"  [{', '.join(roles)}]" if roles else ""
+    return (f"{dev.index:>3}  {dev.name} ({dev.hostapi})  in {dev.max_input_channels}, "
+            f"out {dev.max_output_channels}, {dev.default_samplerate:.0f} Hz{marks}")
+
+
+def run_devices(
+    args: argparse.Namespace, *, sd: Any = None, out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Run ``livetalk devices``: list the devices; return the exit status.
+
+    Without PortAudio, or with no device at all, prints one line on ``err`` saying what is
+    missing and returns 7.
+    """
+    from livetalk.cli import EXIT_DEVICE, EXIT_OK
+
+    try:
+        devices = list_devices(sd=sd)
+    except AudioDeviceError as exc:
+        print(f"livetalk: error: {exc}", file=err)
+        return EXIT_DEVICE
+    if not devices:
+        print(f"livetalk: error: {_NO_DEVICES}", file=err)
+        return EXIT_DEVICE
+    for dev in devices:
+        print(_describe(dev), file=out)
+    out.flush()
+    return EXIT_OK
+
