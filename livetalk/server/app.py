@@ -8,42 +8,56 @@ Endpoints (under ``/v1``), as the real API has them (``realtime-protocol.md`` se
 * ``POST /realtime/client_secrets`` - mints ``ek_`` secrets (TTL 10-7200 s).
 * ``GET /realtime?model=...`` - the same session over WebSocket; ``?call_id=rtc_...`` joins a
   live WebRTC call as a sideband.
-* ``POST /audio/transcriptions`` - batch transcription (the local-VAD batch path).
+* ``POST /audio/transcriptions`` - batch transcription (multipart ``file`` + ``model``), the
+  local-VAD batch path; replies ``{"text": ...}`` or plain text.
 
-Use it in-process with :func:`serve`, or from the shell with ``livetalk serve``.
+Every error is the API's JSON envelope ``{"error": {"message", "type", "param", "code"}}``,
+unknown routes and oversized bodies included. Use it in-process with :func:`serve`, or from
+the shell with ``livetalk serve``. Inject failures with ``LocalServer(faults=Faults(...))``
+(:mod:`livetalk.server.faults`) and act on a live call through ``server.calls[call_id]``
+(a :class:`ServerCall`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
+import numpy as np
 from aiohttp import BodyPartReader, WSMsgType, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from livetalk.audio.clock import MediaClock
+from livetalk.audio.resample import resample
+from livetalk.errors import LivetalkError, LocalProtocolError
 from livetalk.server.asr import PocketSphinxTranscriber, Transcriber, load_phrases
 from livetalk.server.brain import Brain, make_brain
 from livetalk.server.config import SessionError, default_session, merge_session, validate_session
-from livetalk.server.session import ServerSession
+from livetalk.server.faults import FailingTranscriber, Faults, sever_peer
+from livetalk.server.session import INPUT_RATE, ServerSession
 from livetalk.server.tts import EspeakSynthesizer, Synthesizer
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
 from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
 
-__all__ = ["LocalServer", "serve"]
+__all__ = ["LocalServer", "ServerCall", "serve"]
 
 log = logging.getLogger("livetalk.server")
 
 MAX_BODY_BYTES = 1 << 20
+#: The batch transcription endpoint takes files up to 25 MB, as the API does.
+MAX_AUDIO_FILE_BYTES = 25 << 20
 MAX_EVENT_BYTES = 256 * 1024
 SECRET_TTL_DEFAULT = 600
+TRANSCRIPTION_FORMATS = ("json", "text")
 
 
 def _error(status: int, message: str, *, code: str | None, param: str | None = None,
@@ -60,16 +74,68 @@ class _Secret:
 
 
 @dataclass
-class _Call:
+class ServerCall:
+    """One live WebRTC call of the server, as ``server.calls[call_id]`` exposes it.
+
+    Besides its parts (the peer connection, the :class:`ServerSession`, the outbound track)
+    it has the test hooks that inject faults into this call only: :meth:`send_raw`,
+    :meth:`send_error`, :meth:`close_data_channel`, :meth:`fail_transcriptions`,
+    :meth:`hang_up` and :meth:`kill`.
+    """
+
     id: str
     pc: RTCPeerConnection
     session: ServerSession
     track: OutboundAudioTrack
+    closer: Callable[[ServerCall], Awaitable[None]]
     reader: RemoteAudioReader | None = None
     channel: Any = None
     closed: bool = False
-    expiry: asyncio.TimerHandle | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
     sidebands: list[web.WebSocketResponse] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"<ServerCall {self.id} {self.pc.connectionState}{' closed' if self.closed else ''}>"
+
+    def send_raw(self, text: str | bytes) -> None:
+        """Send ``text`` on the ``oai-events`` channel as is (malformed JSON, unknown types).
+
+        Raises:
+            LocalProtocolError: the channel is not open, or the message is larger than the
+                client accepts (its ``a=max-message-size``).
+        """
+        if self.channel is None or self.channel.readyState != "open":
+            raise LocalProtocolError(f"the data channel of {self.id} is not open")
+        try:
+            self.channel.send(text)
+        except ValueError as exc:  # aiortc: over the peer's max-message-size
+            raise LocalProtocolError(str(exc)) from exc
+
+    def send_error(self, code: str, message: str, *,
+                   error_type: str = "invalid_request_error") -> None:
+        """Emit an ``error`` event to every listener of the call; the session stays open."""
+        self.session.error(code, message, error_type=error_type)
+
+    def close_data_channel(self) -> None:
+        """Close the ``oai-events`` channel; the media keeps flowing both ways."""
+        if self.channel is not None:
+            self.channel.close()
+
+    def fail_transcriptions(self, times: int = 1) -> None:
+        """Make the next ``times`` transcriptions of this call fail, then recover."""
+        self.session.transcriber = FailingTranscriber(self.session.transcriber, times)
+
+    async def hang_up(self) -> None:
+        """End the call the way ``/hangup`` does (DTLS and SCTP say goodbye)."""
+        await self.closer(self)
+
+    async def kill(self) -> None:
+        """Vanish without a goodbye: the sockets close first, as when the process dies.
+
+        The client only notices through its own liveness checks.
+        """
+        sever_peer(self.pc)
+        await self.closer(self)
 
 
 class LocalServer:
@@ -84,7 +150,11 @@ class LocalServer:
         phrases: phrase list (or a path to one) for the default transcriber.
         synthesizer: the voice; default espeak-ng.
         realtime_factor: the media clock runs this many times faster than real time.
-        max_call_s: session length limit (the API's is 3600 s).
+        max_call_s: session length limit (the API's is 3600 s); then an ``error`` event
+            (``session_expired``) and the call closes.
+        faults: failures to inject (:class:`~livetalk.server.faults.Faults`); none by default.
+        max_event_bytes: client events larger than this get a ``message_too_large`` error.
+        connect_timeout_s: close a call whose peer has not connected within this time.
     """
 
     def __init__(
@@ -99,9 +169,14 @@ class LocalServer:
         synthesizer: Synthesizer | None = None,
         realtime_factor: float = 1.0,
         max_call_s: float = 3600.0,
+        faults: Faults | None = None,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        connect_timeout_s: float = 30.0,
     ) -> None:
         if realtime_factor <= 0:
             raise ValueError("realtime_factor must be > 0")
+        if max_call_s <= 0 or connect_timeout_s <= 0 or max_event_bytes <= 0:
+            raise ValueError("max_call_s, connect_timeout_s and max_event_bytes must be > 0")
         self.host = host
         self.port = port
         self._api_key = api_key
@@ -112,14 +187,22 @@ class LocalServer:
         self.synthesizer = synthesizer or EspeakSynthesizer()
         self.realtime_factor = realtime_factor
         self.max_call_s = max_call_s
-        self.calls: dict[str, _Call] = {}
+        self.faults = faults or Faults()
+        if self.faults.transcription_failed:
+            self.transcriber = FailingTranscriber()
+        self.max_event_bytes = max_event_bytes
+        self.connect_timeout_s = connect_timeout_s
+        self.calls: dict[str, ServerCall] = {}
         self.ws_sessions: set[ServerSession] = set()
         self._secrets: dict[str, _Secret] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.app = self._make_app()
 
     def __repr__(self) -> str:
-        return f"<LocalServer {self.base_url if self._runner else 'stopped'} calls={len(self.calls)}>"
+        where = self.base_url if self._runner else "stopped"
+        faults = " faults" if self.faults.active else ""
+        return f"<LocalServer {where} calls={len(self.calls)}{faults}>"
 
     # ---------------------------------------------------------------- lifecycle
     @property
@@ -136,7 +219,7 @@ class LocalServer:
         if self.port == 0:
             server = site._server
             assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
         """Close every call and WebSocket session, then stop listening."""
@@ -147,6 +230,20 @@ class LocalServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def expire_secrets(self) -> None:
+        """Expire every ``ek_`` secret minted so far (a test hook: the next use gets 401)."""
+        for secret in self._secrets.values():
+            secret.expires_at = min(secret.expires_at, time.time())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def __aenter__(self) -> LocalServer:
         await self.start()
@@ -157,11 +254,12 @@ class LocalServer:
 
     # ---------------------------------------------------------------- app
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_cors, _envelope])
         app.router.add_post("/v1/realtime/calls", self._create_call)
         app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self._hangup)
         app.router.add_post("/v1/realtime/client_secrets", self._client_secret)
         app.router.add_get("/v1/realtime", self._websocket)
+        app.router.add_post("/v1/audio/transcriptions", self._transcribe)
         return app
 
     def _check_auth(self, request: web.Request, *, standard_only: bool = False
@@ -186,33 +284,40 @@ class LocalServer:
 
     # ---------------------------------------------------------------- /realtime/calls
     async def _read_offer(self, request: web.Request) -> tuple[str, dict[str, Any] | None]:
-        ctype = request.content_type
-        if ctype == "multipart/form-data":
-            sdp, session = None, None
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, BodyPartReader):
-                    continue
-                data = await part.read(decode=True)
-                if part.name == "sdp":
-                    sdp = data.decode("utf-8", "replace")
-                elif part.name == "session":
-                    try:
-                        session = json.loads(data)
-                    except ValueError:
-                        raise SessionError("invalid_json", "The 'session' part is not valid JSON.",
-                                           "session") from None
-            if sdp is None:
-                raise SessionError("missing_required_parameter",
-                                   "Missing required parameter: 'sdp'.", "sdp")
-            return sdp, session
-        body = await request.text()
-        return body, None
+        if request.content_type != "multipart/form-data":
+            return await request.text(), None
+        try:
+            form = await _read_form(request, MAX_BODY_BYTES)
+        except ValueError:
+            raise SessionError("invalid_body", "The multipart body could not be parsed.",
+                               None) from None
+        if "sdp" not in form:
+            raise SessionError("missing_required_parameter",
+                               "Missing required parameter: 'sdp'.", "sdp")
+        session = None
+        if "session" in form:
+            try:
+                session = json.loads(form["session"])
+            except ValueError:
+                raise SessionError("invalid_json", "The 'session' part is not valid JSON.",
+                                   "session") from None
+            if not isinstance(session, dict):
+                raise SessionError("invalid_type", "The 'session' part must be a JSON object.",
+                                   "session")
+        return form["sdp"].decode("utf-8", "replace"), session
 
     async def _create_call(self, request: web.Request) -> web.Response:
+        injected = self.faults.calls_response()
+        if injected is not None:
+            return injected
         denied, secret = self._check_auth(request)
         if denied:
             return denied
+        if self.faults.answer_delay_s:
+            await asyncio.sleep(self.faults.answer_delay_s)
+            if request.transport is None or request.transport.is_closing():
+                return _error(408, "The client went away before the answer was ready.",
+                              code="client_closed_request")
         try:
             sdp, session_update = await self._read_offer(request)
             if session_update is not None:
@@ -238,7 +343,8 @@ class LocalServer:
             output=track, model=model, session=initial or None,
             realtime_factor=self.realtime_factor,
         )
-        call = _Call(id=call_id, pc=pc, session=session, track=track)
+        call = ServerCall(id=call_id, pc=pc, session=session, track=track,
+                          closer=self._close_call)
         self._wire_call(call)
         try:
             with loopback_candidates(is_loopback_url(f"http://{self.host}")):
@@ -252,15 +358,21 @@ class LocalServer:
             await pc.close()
             await session.close()
             return _invalid_offer()
+        if self.faults.ice_unreachable:
+            sever_peer(pc)
         self.calls[call_id] = call
-        call.expiry = asyncio.get_running_loop().call_later(
-            self.max_call_s, lambda: asyncio.ensure_future(self._expire(call)))
+        loop = asyncio.get_running_loop()
+        call.timers = [
+            loop.call_later(self.max_call_s, lambda: self._spawn(self._expire(call))),
+            loop.call_later(self.connect_timeout_s,
+                            lambda: self._spawn(self._connect_deadline(call))),
+        ]
         return web.Response(
-            status=201, text=pc.localDescription.sdp, content_type="application/sdp",
-            headers={"Location": f"/v1/realtime/calls/{call_id}"},
+            status=201, text=self.faults.rewrite_answer(pc.localDescription.sdp),
+            content_type="application/sdp", headers={"Location": f"/v1/realtime/calls/{call_id}"},
         )
 
-    def _wire_call(self, call: _Call) -> None:
+    def _wire_call(self, call: ServerCall) -> None:
         pc, session = call.pc, call.session
 
         @pc.on("datachannel")
@@ -275,14 +387,15 @@ class LocalServer:
 
             @channel.on("message")
             def on_message(message: Any) -> None:
-                _dispatch(session, message)
+                _dispatch(session, message, self.max_event_bytes)
 
             @channel.on("close")
             def on_close() -> None:
                 session.remove_listener(send)
 
             session.add_listener(send)
-            session.start()
+            if not self.faults.no_session_created:
+                session.start()
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -295,19 +408,24 @@ class LocalServer:
             if pc.connectionState in ("failed", "closed"):
                 await self._close_call(call)
 
-    async def _expire(self, call: _Call) -> None:
+    async def _expire(self, call: ServerCall) -> None:
         call.session.error("session_expired", "Your session hit the maximum duration of "
-                           f"{int(self.max_call_s)} seconds.", error_type="invalid_request_error")
-        await asyncio.sleep(0.05)
+                           f"{self.max_call_s:g} seconds.", error_type="invalid_request_error")
+        await asyncio.sleep(0.05)  # let the error event leave before the goodbye
         await self._close_call(call)
 
-    async def _close_call(self, call: _Call) -> None:
+    async def _connect_deadline(self, call: ServerCall) -> None:
+        if call.pc.connectionState != "connected":
+            log.info("closing %s: not connected within %g s", call.id, self.connect_timeout_s)
+            await self._close_call(call)
+
+    async def _close_call(self, call: ServerCall) -> None:
         if call.closed:
             return
         call.closed = True
         self.calls.pop(call.id, None)
-        if call.expiry is not None:
-            call.expiry.cancel()
+        for timer in call.timers:
+            timer.cancel()
         await call.session.close()
         if call.reader is not None:
             await call.reader.stop()
@@ -352,7 +470,8 @@ class LocalServer:
                                   session_in)
         value = "ek_" + secrets.token_hex(16)
         expires_at = int(time.time()) + seconds
-        self._secrets[value] = _Secret(expires_at=expires_at, session=session_in)
+        stored_expiry = time.time() if self.faults.expired_secrets else expires_at
+        self._secrets[value] = _Secret(expires_at=stored_expiry, session=session_in)
         return web.json_response({"value": value, "expires_at": expires_at, "session": effective})
 
     # ---------------------------------------------------------------- WebSocket
@@ -371,7 +490,9 @@ class LocalServer:
             if call is None:
                 return _error(404, "No session found for the provided call_id",
                               code="call_id_not_found", param="")
-        ws = web.WebSocketResponse(max_msg_size=MAX_EVENT_BYTES, heartbeat=None)
+        # twice the event cap: a moderately oversized event gets an error event and the
+        # session lives on; a grossly oversized frame closes the socket with 1009
+        ws = web.WebSocketResponse(max_msg_size=2 * self.max_event_bytes, heartbeat=None)
         await ws.prepare(request)
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
@@ -401,7 +522,7 @@ class LocalServer:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    _dispatch(session, msg.data)
+                    _dispatch(session, msg.data, self.max_event_bytes)
                 elif msg.type == WSMsgType.BINARY:
                     session.error("invalid_json", "Binary frames are not supported; send JSON "
                                   "text frames.")
@@ -420,19 +541,156 @@ class LocalServer:
         return ws
 
 
+    # ---------------------------------------------------------------- batch transcription
+    async def _transcribe(self, request: web.Request) -> web.Response:
+        denied, _ = self._check_auth(request, standard_only=True)
+        if denied:
+            return denied
+        if request.content_type != "multipart/form-data":
+            return _error(400, f"Invalid Content-Type header ({request.content_type}), expected "
+                          "multipart/form-data.", code="invalid_content_type")
+        try:
+            form = await _read_form(request, MAX_AUDIO_FILE_BYTES)
+        except ValueError:
+            return _error(400, "The multipart body could not be parsed.", code="invalid_body")
+        for name in ("file", "model"):
+            if not form.get(name):
+                return _error(400, f"Missing required parameter: '{name}'.",
+                              code="missing_required_parameter", param=name)
+        try:
+            model = form["model"].decode("utf-8")
+            response_format = form.get("response_format", b"json").decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return _error(400, "Form fields must be UTF-8 text.", code="invalid_value")
+        if response_format not in TRANSCRIPTION_FORMATS:
+            return _error(400, f"Invalid value: '{response_format}'. Supported values are: "
+                          "'json' and 'text'.", code="unsupported_value",
+                          param="response_format")
+        loop = asyncio.get_running_loop()
+        try:
+            pcm = await loop.run_in_executor(None, _decode_audio, form["file"])
+        except (av.FFmpegError, ValueError, OSError, EOFError):
+            return _error(400, "Audio file might be corrupted or unsupported", code="invalid_value",
+                          param="file")
+        if pcm.size == 0:
+            return _error(400, "Audio file is empty or contains no audio stream.",
+                          code="invalid_value", param="file")
+        try:
+            text = await loop.run_in_executor(None, self.transcriber.transcribe, pcm, INPUT_RATE)
+        except LivetalkError as exc:
+            log.warning("batch transcription with %s failed: %s", model, exc)
+            return _error(500, "The transcription failed.", code="transcription_failed",
+                          error_type="server_error")
+        if response_format == "text":
+            return web.Response(text=text + "\n", content_type="text/plain")
+        seconds = round(pcm.size / INPUT_RATE, 3)
+        return web.json_response({"text": text, "usage": {"type": "duration",
+                                                         "seconds": seconds}})
+
+
+async def _read_form(request: web.Request, limit: int) -> dict[str, bytes]:
+    """Read every named part of a multipart body; 413 past ``limit`` bytes in total."""
+    form: dict[str, bytes] = {}
+    total = 0
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        chunks: list[bytes] = []
+        while chunk := await part.read_chunk(1 << 16):
+            total += len(chunk)
+            if total > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=total)
+            chunks.append(chunk)
+        form[part.name] = b"".join(chunks)
+    return form
+
+
+def _decode_audio(data: bytes) -> np.ndarray:
+    """Decode any audio PyAV can read into 24 kHz int16 mono (runs in an executor)."""
+    pieces: list[np.ndarray] = []
+    with av.open(io.BytesIO(data), mode="r") as container:
+        if not container.streams.audio:
+            return np.zeros(0, dtype=np.int16)
+        stream = container.streams.audio[0]
+        rate = stream.rate or stream.codec_context.sample_rate
+        converter = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        for frame in container.decode(stream):
+            for out in converter.resample(frame):
+                pieces.append(out.to_ndarray()[0])
+        for out in converter.resample(None):
+            pieces.append(out.to_ndarray()[0])
+    if not pieces:
+        return np.zeros(0, dtype=np.int16)
+    return resample(np.concatenate(pieces).astype(np.int16), rate, INPUT_RATE)
+
+
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location",
+}
+
+
+@web.middleware
+async def _cors(request: web.Request,
+                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                ) -> web.StreamResponse:
+    """Let browsers call the server from any origin, as they call the API with ``ek_`` keys.
+
+    Credentials travel in the ``Authorization`` header, never in cookies, so a wildcard
+    origin exposes nothing a page could not already send.
+    """
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(status=204, headers={
+            **_CORS_HEADERS,
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get(
+                "Access-Control-Request-Headers", "authorization, content-type"),
+            "Access-Control-Max-Age": "600",
+        })
+    response = await handler(request)
+    if "Origin" in request.headers and not response.prepared:
+        response.headers.update(_CORS_HEADERS)
+    return response
+
+
+@web.middleware
+async def _envelope(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+    """Every error the app answers is the API's JSON envelope, even an unhandled one."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "Request body too large.", code="request_too_large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = (f"Invalid URL ({request.method} {request.path})"
+                   if exc.status in (404, 405) else exc.reason)
+        return _error(exc.status, message, code=None)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return _error(500, "The server had an error while processing your request.",
+                      code=None, error_type="server_error")
+
+
 def _invalid_offer() -> web.Response:
     return _error(400, "Invalid SDP offer. Please try again with a WHIP-compliant offer.",
                   code="invalid_offer")
 
 
-def _dispatch(session: ServerSession, message: Any) -> None:
+def _dispatch(session: ServerSession, message: Any, limit: int) -> None:
     """Decode one data-channel or WebSocket message and hand it to the session."""
     if isinstance(message, bytes):
         session.error("invalid_json", "Binary messages are not supported; send JSON text.")
         return
-    if len(message) > MAX_EVENT_BYTES:
-        session.error("message_too_large", f"The event is {len(message)} bytes; the limit is "
-                      f"{MAX_EVENT_BYTES} bytes.")
+    size = len(message.encode("utf-8"))
+    if size > limit:
+        session.error("message_too_large", f"The event is {size} bytes; the limit is "
+                      f"{limit} bytes.")
         return
     try:
         event = json.loads(message)
