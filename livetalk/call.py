@@ -241,6 +241,11 @@ class Call:
         return self._closed
 
     @property
+    def failure(self) -> BaseException | None:
+        """Why the call ended abnormally (a CallClosedError), or None."""
+        return self._close_error
+
+    @property
     def usage(self) -> Usage:
         """Token usage summed over every finished response (across reconnects)."""
         return self._usage_before + self.conversation.usage_total
@@ -258,8 +263,14 @@ class Call:
 
     @property
     def outbound_track(self) -> Any:
-        """The :class:`~livetalk.transport.tracks.OutboundAudioTrack` carrying your audio."""
-        return self._transport.track
+        """The :class:`~livetalk.transport.tracks.OutboundAudioTrack` carrying your audio
+        (WebRTC), or None over WebSocket."""
+        return getattr(self._transport, "track", None)
+
+    @property
+    def transport_kind(self) -> str:
+        """``"webrtc"`` or ``"websocket"`` (after an ``"auto"`` connect: the one in use)."""
+        return self._transport.kind
 
     # ---------------------------------------------------------------- start
     async def _start(self, *, send_update: bool, timeout: float) -> None:
@@ -267,7 +278,7 @@ class Call:
         try:
             await asyncio.wait_for(asyncio.shield(self._session_created), timeout)
         except TimeoutError:
-            raise CallClosedError(
+            raise ConnectTimeout(
                 f"connected, but no session.created arrived within {timeout:g} s"
             ) from None
         if send_update and self._config is not None:
@@ -346,7 +357,10 @@ class Call:
         if error is not None and self._reconnect is not None and self._transport_factory:
             self._spawn(self._reconnect_loop(error))
             return
-        failure = CallClosedError(f"the call ended abnormally: {error}") if error else None
+        failure = None
+        if error is not None:
+            last = f"; last server error: {self.errors[-1]}" if self.errors else ""
+            failure = CallClosedError(f"the call ended abnormally: {error}{last}")
         self._spawn(self._shutdown(failure))
 
     # ---------------------------------------------------------------- reconnect
@@ -521,11 +535,24 @@ class Call:
             "type": "message", "role": role, "content": [{"type": kind, "text": text}]}})
 
     def interrupt(self) -> None:
-        """Cut the assistant off: ``response.cancel`` if a response is active, then
-        ``output_audio_buffer.clear``. The server truncates the unplayed audio."""
+        """Cut the assistant off.
+
+        Over WebRTC: ``response.cancel`` if a response is active, then
+        ``output_audio_buffer.clear``; the server truncates the unplayed audio. Over
+        WebSocket: ``response.cancel`` if active, then ``conversation.item.truncate`` at the
+        played position (integer ms, clamped to the audio received, never before the first
+        audio).
+        """
         if self.conversation.response_active:
             self.send({"type": "response.cancel"})
-        self.send({"type": "output_audio_buffer.clear"})
+        if self._transport.media_audio or getattr(self._transport, "sideband", False):
+            # a sideband's call has media too: it is held by the browser or device
+            self.send({"type": "output_audio_buffer.clear"})
+            return
+        truncation = getattr(self._transport, "truncation", None)
+        event = truncation() if truncation is not None else None
+        if event is not None:
+            self.send(event)
 
     # ---------------------------------------------------------------- sent audio, local VAD
     def _on_sent_audio(self, pcm: np.ndarray) -> None:
@@ -758,6 +785,7 @@ def connect(
     vad: str | LocalVAD = "server",
     keep_user_audio_s: float = 60.0,
     reconnect: Reconnect | None = None,
+    media_timeout: float | None = 5.0,
 ) -> _Connecting:
     """Open a live call to the Realtime API (or livetalk's local server) over WebRTC.
 
@@ -789,6 +817,8 @@ def connect(
         keep_user_audio_s: how much sent audio to keep so user turns carry their audio
             (``Turn.audio``); 0 disables it.
         reconnect: opt-in automatic reconnect and proactive recycle (:class:`Reconnect`).
+        media_timeout: WebRTC: seconds without server audio after which the call counts as
+            lost (None: rely on ICE consent checks, about 30 s).
 
     Returns:
         An awaitable that is also an async context manager yielding a :class:`Call`.
@@ -841,6 +871,7 @@ def connect(
                 return WebRTCTransport(
                     base_url=url, api_key=key, session=offer_session, http_client=client,
                     ice_servers=ice_servers, clock=clock, connect_timeout=connect_timeout,
+                    media_timeout=media_timeout,
                 )
             if kind == "websocket":
                 from livetalk.transport.websocket import WebSocketTransport

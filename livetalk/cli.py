@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--script", help="a file of scripted replies (text, JSON or YAML)")
     p.add_argument("--realtime-factor", type=_positive, default=1.0,
                    help="run the media clock N times faster than real time")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME",
+                   help="inject a fault (repeatable; see docs/reliability.md)")
+    p.add_argument("--max-call-s", type=_positive, default=3600.0,
+                   help="session length limit in seconds (the API's is 3600)")
 
     def call_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--base-url", help="API base URL (default OPENAI_BASE_URL or the API)")
@@ -236,7 +240,7 @@ async def run_file(
             await call.stream(concat(source, SilenceSource(1.5, rate=24000)))
             deadline = time.monotonic() + timeout
             quiet_since: float | None = None
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not call.closed:
                 users = sum(1 for t in call.turns_so_far if t.role == "user")
                 busy = (users < speech_started or call.response_active
                         or call.assistant_speaking)
@@ -256,6 +260,8 @@ async def run_file(
             for task in tasks:
                 with contextlib.suppress(errors.CallClosedError):
                     await task
+        if call.failure is not None:  # the turns so far are printed; report the failure
+            raise call.failure
         turns = call.turns_so_far
         summary = {
             "type": "call.closed", "call_id": call.call_id,
@@ -287,15 +293,18 @@ async def _run_batch(source: Any, *, base_url: str | None, api_key: str | None,
 async def _serve(args: argparse.Namespace) -> int:
     from livetalk.server import LocalServer
 
+    from livetalk.server.faults import Faults
+
     brain: Any = args.script or "echo"
     server = LocalServer(host=args.host, port=args.port, api_key=args.api_key, brain=brain,
-                         phrases=args.phrases, realtime_factor=args.realtime_factor)
-    await server.start()
-    print(f"listening on {server.base_url}", flush=True)
+                         phrases=args.phrases, realtime_factor=args.realtime_factor,
+                         faults=Faults.parse(args.fault), max_call_s=args.max_call_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL is printed: no race
         loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    print(f"listening on {server.base_url}", flush=True)
     try:
         await stop.wait()
     finally:

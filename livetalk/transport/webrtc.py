@@ -21,7 +21,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from livetalk.audio.clock import MediaClock
-from livetalk.errors import ConnectError, ConnectTimeout, LivetalkError
+from livetalk.errors import ConnectError, ConnectTimeout, LivetalkError, LocalProtocolError
 from livetalk.transport.base import ClosedHandler, MessageHandler
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
 from livetalk.transport.signaling import create_call, hangup, is_ephemeral
@@ -57,7 +57,11 @@ class WebRTCTransport:
         ice_servers: STUN/TURN servers (none by default).
         clock: the outbound media clock (``MediaClock(speed)`` for accelerated feeding).
         connect_timeout: seconds for signaling + ICE + DTLS + data channel open.
-        input_rate: the rate at which received audio is delivered to consumers.
+        output_rate: the rate at which received audio is delivered to consumers.
+        media_timeout: seconds without any RTP audio from the server after which the call
+            counts as lost (the API and the local server send audio continuously, silence
+            included); None disables the watchdog and leaves detection to ICE consent
+            checks (about 30 s).
     """
 
     kind = "webrtc"
@@ -74,6 +78,7 @@ class WebRTCTransport:
         clock: MediaClock | None = None,
         connect_timeout: float = 15.0,
         output_rate: int = 24000,
+        media_timeout: float | None = 5.0,
     ) -> None:
         self.base_url = base_url
         self._api_key = api_key
@@ -94,6 +99,8 @@ class WebRTCTransport:
         self._open = asyncio.Event()
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._failed: BaseException | None = None
+        self.media_timeout = media_timeout
+        self._watchdog: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<WebRTCTransport {self.base_url} call_id={self.call_id}>"
@@ -164,6 +171,23 @@ class WebRTCTransport:
         except (ValueError, LivetalkError) as exc:
             raise ConnectError(f"the server's SDP answer was rejected: {exc}") from exc
         await self._ready
+        if self.media_timeout is not None:
+            self._watchdog = asyncio.ensure_future(self._watch_media(self.media_timeout))
+
+    async def _watch_media(self, timeout: float) -> None:
+        """Fail the call when no RTP audio has arrived for ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        last_frames, last_change = -1, loop.time()
+        while not self._closed and self._failed is None:
+            await asyncio.sleep(timeout / 4)
+            frames = self.reader.frames if self.reader is not None else 0
+            now = loop.time()
+            if frames != last_frames:
+                last_frames, last_change = frames, now
+            elif now - last_change >= timeout:
+                self._fail(ConnectError(
+                    f"no audio from the server for {timeout:g} s: the connection is lost"))
+                return
 
     def _fail(self, exc: BaseException) -> None:
         if self._failed is None and not self._closed:
@@ -214,10 +238,20 @@ class WebRTCTransport:
 
     # ---------------------------------------------------------------- events
     def send(self, text: str) -> None:
-        """Send one JSON event over the data channel."""
+        """Send one JSON event over the data channel.
+
+        Raises:
+            ConnectError: the channel is not open.
+            LocalProtocolError: the event is larger than the peer accepts.
+        """
         if self.channel is None or self.channel.readyState != "open":
             raise ConnectError("the oai-events data channel is not open")
-        self.channel.send(text)
+        try:
+            self.channel.send(text)
+        except ValueError as exc:  # aiortc: over the peer's max-message-size
+            raise LocalProtocolError(
+                f"event of {len(text.encode())} bytes refused by the data channel: {exc}"
+            ) from exc
 
     # ---------------------------------------------------------------- close
     async def close(self, *, hangup_call: bool = True) -> None:
@@ -235,6 +269,9 @@ class WebRTCTransport:
 
     async def _teardown(self) -> None:
         self._closed = True
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
         if self.reader is not None:
             await self.reader.stop()
         self.track.stop()
