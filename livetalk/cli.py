@@ -253,8 +253,10 @@ async def run_file(
                     break
                 await asyncio.sleep(0.05)
             else:
-                raise errors.ConnectTimeout(
-                    f"the last reply did not finish within {timeout:g} s after the file ended")
+                if not call.closed:
+                    raise errors.ConnectTimeout(
+                        f"the last reply did not finish within {timeout:g} s after the file "
+                        "ended")
         finally:
             await call.close()
             for task in tasks:
