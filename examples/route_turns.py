@@ -13,12 +13,11 @@ import argparse
 import asyncio
 
 import numpy as np
+from _local import DEMO_WAV, endpoint
 
 import livetalk
 from livetalk import FileSource, ServerVAD, SessionConfig, SilenceSource, Transcription
 from livetalk.audio.sources import concat
-
-from _local import DEMO_WAV, endpoint
 
 
 def my_agent(text: str, audio: np.ndarray | None) -> str:

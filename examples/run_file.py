@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from _local import DEMO_WAV, endpoint
+
 import livetalk
 from livetalk import FileSource, ServerVAD, SessionConfig, SilenceSource, Transcription, WavSink
 from livetalk.audio.sources import concat
-
-from _local import DEMO_WAV, endpoint
 
 
 async def main(path: str, save_reply: str | None) -> None:

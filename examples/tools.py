@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
+from _local import endpoint
+
 import livetalk
 from livetalk import FunctionTool, SessionConfig
 from livetalk.server.brain import ScriptBrain
-
-from _local import endpoint
 
 WEATHER = FunctionTool(
     name="get_weather",

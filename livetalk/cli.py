@@ -294,7 +294,6 @@ async def _run_batch(source: Any, *, base_url: str | None, api_key: str | None,
 
 async def _serve(args: argparse.Namespace) -> int:
     from livetalk.server import LocalServer
-
     from livetalk.server.faults import Faults
 
     brain: Any = args.script or "echo"

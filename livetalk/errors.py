@@ -5,22 +5,22 @@ underneath (httpx, aiortc, PyAV, PortAudio) are translated at the boundary and c
 ``from`` so that the original stays available as ``__cause__``::
 
     LivetalkError
-    ├── ConfigError (also ValueError)        invalid session config / arguments, caught before the wire
+    ├── ConfigError (also ValueError)        invalid config or arguments, caught before the wire
     ├── AudioError                           audio sources and sinks
     │   ├── AudioFormatError (also ValueError)  wrong dtype, shape or rate
     │   ├── AudioFileError                   unreadable or non-audio file
     │   └── AudioDeviceError                 no PortAudio library, no such device
     ├── ProtocolError
-    │   ├── LocalProtocolError               you misused the protocol (e.g. an invalid client event)
+    │   ├── LocalProtocolError               you misused the protocol (e.g. an invalid event)
     │   └── RemoteProtocolError              the peer sent something we cannot parse
     ├── SignalingError                       HTTP with the Realtime API failed
-    │   └── APIStatusError                   non-2xx reply: .status, .code, .message, .call_id
+    │   └── APIStatusError                   non-2xx reply: .status, .code, .message
     │       ├── AuthenticationError          401 / 403
     │       ├── NotFoundError                404
     │       └── RateLimitError               429 (.retry_after seconds or None)
-    ├── ConnectError                         the call did not connect (ICE, DTLS, data channel, timeout)
+    ├── ConnectError                         the call did not connect, or its connection was lost
     │   └── ConnectTimeout
-    ├── ServerErrorEvent                     an ``error`` event the server sent (only raised when asked)
+    ├── ServerErrorEvent                     an ``error`` event (raised by update_session)
     └── CallClosedError                      the call ended abnormally; iterators raise it
         (a normal hang-up ends iterators without raising)
 
@@ -127,7 +127,10 @@ class APIStatusError(SignalingError):
 
 
 class AuthenticationError(APIStatusError):
-    """401 or 403: the key or client secret was refused. Check OPENAI_API_KEY or mint a new secret."""
+    """401 or 403: the key or client secret was refused.
+
+    Check OPENAI_API_KEY, or mint a new client secret.
+    """
 
 
 class NotFoundError(APIStatusError):

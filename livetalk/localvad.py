@@ -50,7 +50,9 @@ class LocalVAD:
         prefix_padding_ms: audio kept before the detected onset.
         silence_ms: the hangover window: a turn ends when at most ``end_ratio`` of the
             frames of the last ``silence_ms`` are voiced (600-800 ms measured best).
-        ignore_first_ms: no turn may start in the first part of the stream.
+        ignore_first_ms: no turn may start in this much time from the first non-zero sample
+            (speech that began in it keeps its onset). 0: the detector's energy gate already
+            keeps webrtcvad's adaptation to the noise from starting false turns.
         end_ratio: voiced share of the hangover window that still counts as silence.
         respond: send ``response.create`` after each commit (local path).
         barge_in: interrupt the assistant when the user starts speaking over it.
@@ -59,7 +61,7 @@ class LocalVAD:
     aggressiveness: int = 3
     prefix_padding_ms: int = 300
     silence_ms: int = 700
-    ignore_first_ms: int = 500
+    ignore_first_ms: int = 0
     end_ratio: float = 0.15
     respond: bool = True
     barge_in: bool = True

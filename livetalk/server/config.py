@@ -89,7 +89,9 @@ def default_session(model: str = DEFAULT_MODEL, *, lifetime_s: int = 3600) -> di
                     "interrupt_response": True,
                 },
             },
-            "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin", "speed": 1.0},
+            "output": {
+                "format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin", "speed": 1.0,
+            },
         },
         "include": None,
     }
@@ -216,7 +218,8 @@ def validate_session(session: Any, *, param: str = "session") -> dict[str, Any]:
             if "format" in inp:
                 _validate_format(inp["format"], f"{param}.audio.input.format")
             if "turn_detection" in inp:
-                _validate_turn_detection(inp["turn_detection"], f"{param}.audio.input.turn_detection")
+                _validate_turn_detection(
+                    inp["turn_detection"], f"{param}.audio.input.turn_detection")
             tr = inp.get("transcription")
             if tr is not None:
                 tr = _object(tr, f"{param}.audio.input.transcription")

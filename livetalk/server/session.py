@@ -5,22 +5,56 @@ Theory of operation
 A :class:`ServerSession` owns the state of one conversation: the effective session
 config, the conversation items in order, the input audio buffer and at most one active
 response. It is fed from three directions and emits server events (plain dicts in the GA
-wire shape) to every attached listener:
+wire shape, each a deep copy, so later changes to the session's state never leak into an
+event already handed to a listener) to every attached listener:
 
 * client events, one JSON object at a time (:meth:`handle_client_event`), from the data
-  channel, a WebSocket or a sideband;
+  channel, a WebSocket or a sideband. Each is handled synchronously: its direct replies
+  (``session.updated``, ``conversation.item.added``, ``response.done`` of a cancel, an
+  ``error`` echoing the client's ``event_id``...) are emitted before the call returns;
 * input audio (:meth:`feed_audio`), 24 kHz int16 mono, from the inbound RTP track or from
-  ``input_audio_buffer.append``; a :class:`~livetalk.audio.vad.TurnDetector` turns it into
-  ``speech_started`` / ``speech_stopped`` in media time (so it works at any feeding speed);
-* its own response tasks: ASR (in an executor), the brain, TTS, then audio queued on an
-  :class:`AudioOutput` with transcript deltas paced by what has actually been played.
+  ``input_audio_buffer.append``. With ``turn_detection`` set, a
+  :class:`~livetalk.audio.vad.TurnDetector` turns it into ``speech_started`` /
+  ``speech_stopped`` in media time (so it works at any feeding speed); with it null the
+  audio accumulates until ``input_audio_buffer.commit``;
+* its own tasks: one ASR task per committed user item (in an executor), and the active
+  response's task: the brain, then TTS, then audio queued on an :class:`AudioOutput` with
+  transcript deltas paced by what has actually been played.
 
 The event orders follow ``realtime-protocol.md`` section 11 (voice turn, push-to-talk, text
-turn, function call, barge-in). Over WebRTC the reply audio goes to the RTP track and the
-session emits ``output_audio_buffer.started/stopped/cleared``; over WebSocket it emits
-``response.output_audio.delta`` instead. ``response.done`` is sent when the reply's audio
-has been played out, so a barge-in cuts a reply whose transcript holds exactly the words
-that were heard.
+turn, function call, barge-in). Choices where the API leaves room, or where this server
+differs from it:
+
+* A response waits for the transcription of every committed user item before asking the
+  brain (the brain reads transcripts, where the real model hears the audio), so a
+  ``response.create`` sent right after a commit answers that turn. The transcription
+  events themselves are emitted only when ``audio.input.transcription`` is configured.
+* Over WebRTC (an ``output`` is given) the reply audio goes to the RTP track and the session
+  emits ``output_audio_buffer.started`` (after ``content_part.added``) and ``stopped``; it
+  never emits ``response.output_audio.delta``. Over WebSocket (``audio_deltas=True``, no
+  output) it emits the audio as base64 PCM16 24 kHz ``response.output_audio.delta`` events
+  and no ``output_audio_buffer.*`` event.
+* Generation runs at playout speed: ``response.done`` is sent once the reply's audio has
+  been played out, then ``output_audio_buffer.stopped``. A cut reply's item and transcript
+  therefore hold exactly the words that were heard, and its item's audio length is the
+  played length (what ``conversation.item.truncate`` checks against).
+* Cancelling is synchronous: ``response.cancel``, a VAD barge-in (``speech_started`` while a
+  reply is active and ``interrupt_response`` is true) and ``output_audio_buffer.clear``
+  during a reply cancel the response task, emit the pending ``*.done`` events with status
+  ``incomplete``, then ``response.done`` (cancelled, reason ``client_cancelled`` or
+  ``turn_detected``) and, when audio was playing, ``output_audio_buffer.cleared``. A new
+  ``response.create`` right after a cancel is accepted. ``output_audio_buffer.clear`` with
+  nothing playing emits nothing. With ``interrupt_response`` false, a turn that ends while a
+  reply is active gets its response after that reply ends.
+* ``turn_detection.idle_timeout_ms`` (server_vad): once a completed reply has played out,
+  that much input media time without speech emits ``input_audio_buffer.timeout_triggered``
+  and commits the idle span as a user item of silence (then a response, if
+  ``create_response``).
+* There is one response slot: an out-of-band response (``conversation: "none"``) also blocks
+  ``response.create``. ``response.input`` is not supported (the conversation is used), and
+  ``conversation.item.retrieved`` carries no audio bytes.
+* Usage is an estimate: about 4 characters per text token and 20 tokens per second of
+  audio, over the instructions and the conversation before the response.
 """
 
 from __future__ import annotations
@@ -28,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import logging
 import math
 import re
@@ -61,7 +96,16 @@ INPUT_RATE = 24000
 SAY_EXACTLY_PREFIX = "Say exactly the following, word for word, and nothing else:"
 _SAY_RE = re.compile(re.escape(SAY_EXACTLY_PREFIX) + r"\s*(.*)\Z", re.DOTALL)
 _MAX_INPUT_BUFFER_S = 120
+_MIN_COMMIT_MS = 100
 _EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 700, "auto": 700, "high": 400}
+_POLL_S = 0.02
+"""How often (in media seconds) a playing reply checks the output's position."""
+_END_SLACK_MS = 5
+"""Audio the resampler may still hold when a reply counts as played out."""
+_RATE_LIMITS = [
+    {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+    {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15},
+]
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -69,15 +113,23 @@ Listener = Callable[[dict[str, Any]], None]
 class AudioOutput(Protocol):
     """Where a session's reply audio goes as media (the outbound RTP track)."""
 
-    def enqueue(self, pcm: np.ndarray, rate: int) -> None: ...
+    def enqueue(self, pcm: np.ndarray, rate: int) -> None:
+        """Queue int16 mono samples at ``rate`` for playing."""
+        ...
 
-    def clear(self) -> float: ...
+    def clear(self) -> float:
+        """Drop the queued audio; return how many ms were dropped."""
+        ...
 
     @property
-    def played_ms(self) -> float: ...
+    def played_ms(self) -> float:
+        """Audio played so far (never goes back, not even on :meth:`clear`)."""
+        ...
 
     @property
-    def queued_ms(self) -> float: ...
+    def queued_ms(self) -> float:
+        """Audio queued and not yet played."""
+        ...
 
 
 def _new_id(prefix: str) -> str:
@@ -92,6 +144,10 @@ def _audio_tokens(ms: float) -> int:
     return math.ceil(ms / 50)  # about 20 tokens per second of audio (an estimate)
 
 
+def _error_detail(code: str, message: str) -> dict[str, Any]:
+    return {"type": "failed", "error": {"type": "server_error", "code": code, "message": message}}
+
+
 @dataclass
 class _Response:
     id: str
@@ -100,14 +156,17 @@ class _Response:
     task: asyncio.Task[None] | None = None
     item: dict[str, Any] | None = None
     audio_started: bool = False
+    audio_base_ms: float = 0.0
     text_sent: str = ""
     audio_ms: float = 0.0
-    input_audio_ms: float = 0.0
     done: bool = False
 
 
 class ServerSession:
     """The state and behaviour of one session; see the module docstring.
+
+    Attach listeners with :meth:`add_listener`, call :meth:`start` (``session.created``), then
+    feed it with :meth:`handle_client_event` and :meth:`feed_audio`; :meth:`close` at the end.
 
     Args:
         transcriber: the "ears" (``pcm, rate -> text``).
@@ -152,9 +211,13 @@ class ServerSession:
         self._stream_samples = 0
         self._detector: TurnDetector | None = None
         self._pending_item_id: str | None = None
+        self._idle_from_ms: int | None = None
+        self._audio_ms: dict[str, float] = {}
+        self._transcribing: dict[str, asyncio.Task[None]] = {}
         self._response: _Response | None = None
         self._last_response_id: str | None = None
         self._audio_playing_response: str | None = None
+        self._last_input_tokens = (0, 0)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._configure_vad()
 
@@ -164,11 +227,16 @@ class ServerSession:
         self.listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
+        """Detach a listener added with :meth:`add_listener` (no-op if absent)."""
         if listener in self.listeners:
             self.listeners.remove(listener)
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
-        event = {"type": type_, "event_id": _new_id("event_"), **fields}
+        """Send one server event to every listener; returns the event.
+
+        The fields are deep-copied, so the event is a snapshot of the session's state.
+        """
+        event = {"type": type_, "event_id": _new_id("event_"), **copy.deepcopy(fields)}
         for listener in list(self.listeners):
             try:
                 listener(event)
@@ -181,6 +249,7 @@ class ServerSession:
         self, code: str, message: str, *, param: str | None = None, event_id: str | None = None,
         error_type: str = "invalid_request_error",
     ) -> None:
+        """Emit an ``error`` event; ``event_id`` is the client event it answers, if any."""
         self.emit("error", error={"type": error_type, "code": code, "message": message,
                                   "param": param, "event_id": event_id})
 
@@ -190,7 +259,7 @@ class ServerSession:
 
     # ---------------------------------------------------------------- lifecycle
     async def close(self) -> None:
-        """Cancel every running task of the session."""
+        """Cancel every running task of the session and detach the listeners."""
         self.closed = True
         tasks = [t for t in self._tasks if not t.done()]
         for t in tasks:
@@ -212,10 +281,12 @@ class ServerSession:
     # ---------------------------------------------------------------- VAD config
     @property
     def turn_detection(self) -> dict[str, Any] | None:
+        """The effective ``audio.input.turn_detection`` (None: manual commits)."""
         td: dict[str, Any] | None = self.session["audio"]["input"].get("turn_detection")
         return td
 
     def _configure_vad(self) -> None:
+        self._pending_item_id = None
         td = self.turn_detection
         if td is None:
             self._detector = None
@@ -247,8 +318,13 @@ class ServerSession:
                 self._on_speech_started(ev)
             elif isinstance(ev, SpeechStopped):
                 self._on_speech_stopped(ev)
+        self._check_idle_timeout()
+
+    def _stream_ms(self) -> int:
+        return self._stream_samples * 1000 // INPUT_RATE
 
     def _on_speech_started(self, ev: SpeechStarted) -> None:
+        self._idle_from_ms = None
         self._pending_item_id = _new_id("item_")
         self.emit("input_audio_buffer.speech_started", audio_start_ms=int(ev.start_ms),
                   item_id=self._pending_item_id)
@@ -263,6 +339,24 @@ class ServerSession:
         td = self.turn_detection or {}
         self._commit_audio(item_id, ev.audio, create_response=td.get("create_response", True))
 
+    def _check_idle_timeout(self) -> None:
+        td = self.turn_detection
+        if self._idle_from_ms is None or td is None or td.get("type") != "server_vad":
+            return
+        timeout = td.get("idle_timeout_ms")
+        busy = self._detector is not None and self._detector.in_speech
+        if not timeout or busy or self._response is not None:
+            return
+        start, now = self._idle_from_ms, self._stream_ms()
+        if now - start < timeout:
+            return
+        self._idle_from_ms = None
+        item_id = _new_id("item_")
+        self.emit("input_audio_buffer.timeout_triggered", audio_start_ms=start, audio_end_ms=now,
+                  item_id=item_id)
+        silence = np.zeros((now - start) * INPUT_RATE // 1000, dtype=np.int16)
+        self._commit_audio(item_id, silence, create_response=td.get("create_response", True))
+
     def _commit_audio(self, item_id: str, audio: np.ndarray, *, create_response: bool) -> None:
         previous = self.order[-1] if self.order else None
         self.emit("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
@@ -271,54 +365,73 @@ class ServerSession:
             "status": "completed",
             "content": [{"type": "input_audio", "transcript": None}],
         }
-        self._add_item(item, previous)
+        self._audio_ms[item_id] = audio.size * 1000 / INPUT_RATE
+        self._add_item(item, None)
         self.emit("conversation.item.done", item=item, previous_item_id=previous)
-        self._spawn(self._transcribe_then_respond(item, audio, create_response))
+        transcription = self._spawn(self._transcribe(item, audio))
+        self._transcribing[item_id] = transcription
+        if create_response:
+            self._spawn(self._respond_after_turn(transcription))
 
-    async def _transcribe_then_respond(
-        self, item: dict[str, Any], audio: np.ndarray, create_response: bool
-    ) -> None:
+    async def _transcribe(self, item: dict[str, Any], audio: np.ndarray) -> None:
+        """Fill in a committed user item's transcript (and emit the events if configured)."""
         loop = asyncio.get_running_loop()
         item_id = item["id"]
-        transcription = self.session["audio"]["input"].get("transcription")
+        configured = self.session["audio"]["input"].get("transcription") is not None
         try:
             text = await loop.run_in_executor(None, self.transcriber.transcribe, audio, INPUT_RATE)
         except Exception as exc:  # the ears failed: the API reports a failed transcription
             log.warning("transcription failed: %s", exc)
-            if transcription is not None:
+            if configured:
                 self.emit("conversation.item.input_audio_transcription.failed", item_id=item_id,
                           content_index=0, error={"type": "transcription_error",
                                                   "code": "transcription_failed",
                                                   "message": str(exc), "param": None})
-            text = ""
-        else:
-            item["content"][0]["transcript"] = text
-            if transcription is not None:
-                words = text.split(" ")
-                for i, word in enumerate(words):
-                    delta = word if i == 0 else " " + word
-                    if delta:
-                        self.emit("conversation.item.input_audio_transcription.delta",
-                                  item_id=item_id, content_index=0, delta=delta)
-                seconds = round(audio.size / INPUT_RATE, 3)
-                self.emit("conversation.item.input_audio_transcription.completed",
-                          item_id=item_id, content_index=0, transcript=text,
-                          usage={"type": "duration", "seconds": seconds})
-        if create_response and not self.closed:
-            if self._response is not None:
-                await self._cancel_response("turn_detected")
-            self._start_response({}, input_audio_ms=audio.size * 1000 / INPUT_RATE)
+            return
+        finally:
+            self._transcribing.pop(item_id, None)
+        item["content"][0]["transcript"] = text
+        if configured:
+            for i, word in enumerate(text.split()):
+                self.emit("conversation.item.input_audio_transcription.delta", item_id=item_id,
+                          content_index=0, delta=word if i == 0 else " " + word)
+            self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
+                      content_index=0, transcript=text,
+                      usage={"type": "duration", "seconds": round(audio.size / INPUT_RATE, 3)})
+
+    async def _respond_after_turn(self, transcription: asyncio.Task[None]) -> None:
+        """The VAD's automatic response to a committed turn (``create_response``)."""
+        await asyncio.wait({transcription})
+        while (resp := self._response) is not None and not self.closed:
+            if (self.turn_detection or {}).get("interrupt_response", True):
+                self._cancel_response("turn_detected")
+            else:  # no barge-in: answer once the active reply has ended
+                assert resp.task is not None
+                await asyncio.wait({resp.task})
+        if not self.closed:
+            self._start_response({})
 
     # ---------------------------------------------------------------- items
-    def _add_item(self, item: dict[str, Any], previous: str | None) -> None:
-        self.items[item["id"]] = item
-        if previous is None or previous == "root":
-            self.order.insert(0, item["id"]) if previous == "root" else self.order.append(item["id"])
-        elif previous in self.order:
-            self.order.insert(self.order.index(previous) + 1, item["id"])
+    def _add_item(self, item: dict[str, Any], previous: str | None) -> str | None:
+        """Insert an item after ``previous`` (None: at the end; ``"root"``: first).
+
+        Emits ``conversation.item.added``; returns the id of the item now before it.
+        """
+        item_id = item["id"]
+        if previous == "root":
+            self.order.insert(0, item_id)
+        elif previous is None or previous not in self.order:
+            self.order.append(item_id)
         else:
-            self.order.append(item["id"])
-        self.emit("conversation.item.added", item=item, previous_item_id=previous)
+            self.order.insert(self.order.index(previous) + 1, item_id)
+        self.items[item_id] = item
+        before = self._previous_of(item_id)
+        self.emit("conversation.item.added", item=item, previous_item_id=before)
+        return before
+
+    def _previous_of(self, item_id: str) -> str | None:
+        idx = self.order.index(item_id) if item_id in self.order else -1
+        return self.order[idx - 1] if idx > 0 else None
 
     def _history(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -331,6 +444,8 @@ class ServerSession:
     # ---------------------------------------------------------------- client events
     def handle_client_event(self, event: Any) -> None:
         """Act on one decoded client event (a dict); errors become ``error`` events."""
+        if self.closed:
+            return
         if not isinstance(event, dict):
             self.error("invalid_json", "The event must be a JSON object.")
             return
@@ -339,7 +454,8 @@ class ServerSession:
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             supported = ", ".join(f"'{k}'" for k in self._handlers)
-            self.error("invalid_value", f"Invalid value: {kind!r}. Supported values are: {supported}.",
+            self.error("invalid_value",
+                       f"Invalid value: {kind!r}. Supported values are: {supported}.",
                        param="type", event_id=event_id)
             return
         try:
@@ -352,12 +468,12 @@ class ServerSession:
             raise SessionError("missing_required_parameter",
                                "Missing required parameter: 'session'.", "session")
         update = validate_session(event["session"])
-        if self._response is not None and self._response.audio_started:
-            voice = update.get("audio", {}).get("output", {}).get("voice")
-            if voice is not None and voice != self.session["audio"]["output"]["voice"]:
-                raise SessionError("cannot_update_voice",
-                                   "Cannot update a session's voice after the model has "
-                                   "responded with audio.", "session.audio.output.voice")
+        voice = update.get("audio", {}).get("output", {}).get("voice")
+        if (voice is not None and voice != self.session["audio"]["output"]["voice"]
+                and self._response is not None and self._response.audio_started):
+            raise SessionError("cannot_update_voice",
+                               "Cannot update a session's voice after the model has "
+                               "responded with audio.", "session.audio.output.voice")
         old_td = self.turn_detection
         self.session = merge_session(self.session, update)
         if self.turn_detection != old_td:
@@ -382,26 +498,21 @@ class ServerSession:
         if self._detector is not None:
             stopped = self._detector.force_end()
             if stopped is None:
-                raise SessionError(
-                    "input_audio_buffer_commit_empty",
-                    "Error committing input audio buffer: buffer too small. Expected at least "
-                    "100ms of audio, but buffer only has 0.00ms of audio.", None)
+                raise _commit_empty(0.0)
             item_id = self._pending_item_id or _new_id("item_")
             self._pending_item_id = None
             self._commit_audio(item_id, stopped.audio, create_response=False)
             return
         ms = self._input_samples * 1000 / INPUT_RATE
-        if ms < 100:
-            raise SessionError(
-                "input_audio_buffer_commit_empty",
-                "Error committing input audio buffer: buffer too small. Expected at least 100ms "
-                f"of audio, but buffer only has {ms:.2f}ms of audio.", None)
+        if ms < _MIN_COMMIT_MS:
+            raise _commit_empty(ms)
         audio = np.concatenate(self._input)
         self._input, self._input_samples = [], 0
         self._commit_audio(_new_id("item_"), audio, create_response=False)
 
     def _on_input_clear(self, event: dict[str, Any], event_id: str | None) -> None:
         self._input, self._input_samples = [], 0
+        self._pending_item_id = None
         if self._detector is not None:
             self._detector.reset()
         self.emit("input_audio_buffer.cleared")
@@ -410,7 +521,11 @@ class ServerSession:
         if self.output is None:
             raise SessionError("invalid_value", "output_audio_buffer.clear is only supported "
                                "over WebRTC and SIP.", "type")
-        self._clear_output_audio()
+        resp = self._response
+        if resp is not None and resp.audio_started:
+            self._cancel_response("client_cancelled")  # the reply plays as it is generated
+        elif self._audio_playing_response is not None:
+            self._clear_output_audio()
 
     def _on_item_create(self, event: dict[str, Any], event_id: str | None) -> None:
         item = event.get("item")
@@ -436,48 +551,45 @@ class ServerSession:
         if previous not in (None, "root") and previous not in self.items:
             raise SessionError("invalid_value", f"Previous item with id '{previous}' not found.",
                                "previous_item_id")
-        if previous is None:
-            previous = self.order[-1] if self.order else None
-        self._add_item(item, previous)
-        self.emit("conversation.item.done", item=item, previous_item_id=previous)
+        before = self._add_item(item, previous)
+        self.emit("conversation.item.done", item=item, previous_item_id=before)
+
+    def _find_item(self, event: dict[str, Any]) -> dict[str, Any]:
+        item_id = event.get("item_id")
+        item = self.items.get(item_id) if isinstance(item_id, str) else None
+        if item is None:
+            raise SessionError("item_not_found", f"Item with id '{item_id}' not found.", "item_id")
+        return item
 
     def _on_item_retrieve(self, event: dict[str, Any], event_id: str | None) -> None:
-        item = self.items.get(event.get("item_id"))  # type: ignore[arg-type]
-        if item is None:
-            raise SessionError("item_not_found", f"Item with id '{event.get('item_id')}' not "
-                               "found.", "item_id")
-        self.emit("conversation.item.retrieved", item=item)
+        self.emit("conversation.item.retrieved", item=self._find_item(event))
 
     def _on_item_truncate(self, event: dict[str, Any], event_id: str | None) -> None:
-        item = self.items.get(event.get("item_id"))  # type: ignore[arg-type]
-        if item is None:
-            raise SessionError("item_not_found", f"Item with id '{event.get('item_id')}' not "
-                               "found.", "item_id")
+        item = self._find_item(event)
         end = event.get("audio_end_ms")
         if isinstance(end, bool) or not isinstance(end, int) or end < 0:
             raise SessionError("invalid_value", f"Invalid value: {end!r}. 'audio_end_ms' must be "
                                "a non-negative integer.", "audio_end_ms")
-        if item.get("role") != "assistant":
-            raise SessionError("invalid_value", "Only assistant messages can be truncated.",
-                               "item_id")
-        total = item.get("_audio_ms", 0)
+        if item.get("role") != "assistant" or item["id"] not in self._audio_ms:
+            raise SessionError("invalid_value", "Only assistant messages with audio can be "
+                               "truncated.", "item_id")
+        total = self._audio_ms[item["id"]]
         if end > total:
-            raise SessionError("invalid_value", f"Audio content of {total}ms is shorter than "
-                               f"{end}ms.", "audio_end_ms")
+            raise SessionError("invalid_value", f"Audio content of {int(total)}ms is shorter "
+                               f"than {end}ms.", "audio_end_ms")
         part = item["content"][0] if item.get("content") else None
         if part is not None and total:
             words = (part.get("transcript") or "").split()
-            keep = len(words) * end // total if total else 0
-            part["transcript"] = " ".join(words[:keep])
+            part["transcript"] = " ".join(words[:int(len(words) * end // total)])
+        self._audio_ms[item["id"]] = float(end)
         self.emit("conversation.item.truncated", item_id=item["id"],
                   content_index=event.get("content_index", 0), audio_end_ms=end)
 
     def _on_item_delete(self, event: dict[str, Any], event_id: str | None) -> None:
-        item_id = event.get("item_id")
-        if item_id not in self.items:
-            raise SessionError("item_not_found", f"Item with id '{item_id}' not found.", "item_id")
-        del self.items[item_id]  # type: ignore[arg-type]
-        self.order.remove(item_id)  # type: ignore[arg-type]
+        item_id = self._find_item(event)["id"]
+        del self.items[item_id]
+        self.order.remove(item_id)
+        self._audio_ms.pop(item_id, None)
         self.emit("conversation.item.deleted", item_id=item_id)
 
     def _on_response_create(self, event: dict[str, Any], event_id: str | None) -> None:
@@ -501,7 +613,7 @@ class ServerSession:
         if self._response is None or (wanted and wanted != self._response.id):
             raise SessionError("response_cancel_not_active",
                                "Cancellation failed: no active response found.", None)
-        self._spawn(self._cancel_response("client_cancelled"))
+        self._cancel_response("client_cancelled")
 
     _handlers: dict[str, Callable[[ServerSession, dict[str, Any], str | None], None]] = {
         "session.update": _on_session_update,
@@ -520,10 +632,12 @@ class ServerSession:
     # ---------------------------------------------------------------- responses
     @property
     def response_active(self) -> bool:
+        """A response is running (``response.created`` sent, ``response.done`` not yet)."""
         return self._response is not None
 
-    def _start_response(self, options: dict[str, Any], *, input_audio_ms: float = 0.0) -> None:
-        resp = _Response(id=_new_id("resp_"), options=options, input_audio_ms=input_audio_ms)
+    def _start_response(self, options: dict[str, Any]) -> None:
+        self._idle_from_ms = None
+        resp = _Response(id=_new_id("resp_"), options=options)
         self._response = resp
         self._last_response_id = resp.id
         resp.task = self._spawn(self._run_response(resp))
@@ -534,9 +648,8 @@ class ServerSession:
         return {
             "object": "realtime.response", "id": resp.id, "status": status,
             "status_details": details, "output": resp.output,
-            "conversation_id": None if resp.options.get("conversation") == "none"
-            else self.conversation_id,
-            "output_modalities": self._modalities(resp),
+            "conversation_id": None if self._out_of_band(resp) else self.conversation_id,
+            "output_modalities": [self._part_type(resp)],
             "max_output_tokens": resp.options.get("max_output_tokens",
                                                   self.session["max_output_tokens"]),
             "audio": {"output": {"format": out["format"],
@@ -545,12 +658,20 @@ class ServerSession:
             "usage": usage, "metadata": resp.options.get("metadata"),
         }
 
-    def _modalities(self, resp: _Response) -> list[str]:
-        mods: list[str] = resp.options.get("output_modalities") or self.session["output_modalities"]
-        return mods
+    @staticmethod
+    def _out_of_band(resp: _Response) -> bool:
+        return resp.options.get("conversation") == "none"
+
+    def _part_type(self, resp: _Response) -> str:
+        mods = resp.options.get("output_modalities") or self.session["output_modalities"]
+        return "text" if "text" in mods else "audio"
+
+    def _tools(self, resp: _Response) -> list[dict[str, Any]]:
+        tools: list[dict[str, Any]] = resp.options.get("tools", self.session.get("tools") or [])
+        choice = resp.options.get("tool_choice", self.session.get("tool_choice", "auto"))
+        return [] if choice == "none" else tools
 
     def _brain_context(self, resp: _Response) -> BrainContext:
-        history = self._history()
         transcript = ""
         tool_outputs: list[dict[str, Any]] = []
         for item_id in reversed(self.order):
@@ -561,52 +682,62 @@ class ServerSession:
                 transcript = _item_text(item)
                 break
         instructions = resp.options.get("instructions") or self.session.get("instructions", "")
-        return BrainContext(transcript=transcript, history=history, instructions=instructions,
-                            tools=resp.options.get("tools", self.session.get("tools", [])),
+        return BrainContext(transcript=transcript, history=self._history(),
+                            instructions=instructions, tools=self._tools(resp),
                             tool_outputs=tool_outputs)
+
+    async def _decide(self, resp: _Response) -> SpeakReply | ToolCallReply:
+        say = _SAY_RE.match(resp.options.get("instructions") or "")
+        if say:
+            return SpeakReply(say.group(1).strip())
+        pending = set(self._transcribing.values())
+        if pending:  # wait (without cancelling them) for every committed turn's transcript
+            await asyncio.wait(pending)
+        return await self.brain.reply(self._brain_context(resp))
 
     async def _run_response(self, resp: _Response) -> None:
         self.emit("response.created", response=self._response_object(resp, "in_progress", None,
                                                                       None))
-        self.emit("rate_limits.updated", rate_limits=[
-            {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
-            {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15}])
+        self.emit("rate_limits.updated", rate_limits=_RATE_LIMITS)
         try:
-            say = _SAY_RE.match(resp.options.get("instructions") or "")
-            if say:
-                reply: SpeakReply | ToolCallReply = SpeakReply(say.group(1).strip())
+            reply = await self._decide(resp)
+            if isinstance(reply, ToolCallReply) and self._tools(resp):
+                self._function_call(resp, reply)
             else:
-                reply = await self.brain.reply(self._brain_context(resp))
+                text = reply.text if isinstance(reply, SpeakReply) else ""
+                if self._part_type(resp) == "text":
+                    self._text_reply(resp, text)
+                else:
+                    await self._audio_reply(resp, text)
         except BrainError as exc:
-            self._finish_response(resp, "failed", {
-                "type": "failed", "error": {"type": "server_error", "code": "brain_error",
-                                            "message": str(exc)}})
+            self._fail_response(resp, _error_detail("brain_error", str(exc)))
             return
-        if isinstance(reply, ToolCallReply) and self.session.get("tools"):
-            self._function_call(resp, reply)
-            self._finish_response(resp, "completed", None)
-        elif "text" in self._modalities(resp):
-            text = reply.text if isinstance(reply, SpeakReply) else ""
-            self._text_reply(resp, text)
-            self._finish_response(resp, "completed", None)
-        else:
-            text = reply.text if isinstance(reply, SpeakReply) else ""
-            await self._audio_reply(resp, text)
-            self._finish_response(resp, "completed", None)
-            await self._wait_played_out(resp)
+        except Exception as exc:  # the voice or a third-party brain failed
+            log.exception("response %s failed", resp.id)
+            self._fail_response(resp, _error_detail("server_error", f"{type(exc).__name__}: {exc}"))
+            return
+        self._finish_response(resp, "completed", None)
+        await self._wait_played_out(resp)
+        self._idle_from_ms = self._stream_ms()
 
-    def _open_message(self, resp: _Response, part_type: str) -> dict[str, Any]:
+    def _fail_response(self, resp: _Response, details: dict[str, Any]) -> None:
+        if resp.item is not None and resp.item["status"] == "in_progress":
+            self._close_message(resp, "incomplete")
+        self._finish_response(resp, "failed", details)
+        if resp.audio_started and self._audio_playing_response == resp.id:
+            self._clear_output_audio()
+
+    def _open_message(self, resp: _Response) -> dict[str, Any]:
         item = {"id": _new_id("item_"), "object": "realtime.item", "type": "message",
                 "role": "assistant", "status": "in_progress", "content": []}
         resp.item = item
         resp.output.append(item)
         self.emit("response.output_item.added", response_id=resp.id, output_index=0, item=item)
-        if resp.options.get("conversation") != "none":
-            self._add_item(item, self.order[-1] if self.order else None)
-        part = {"type": part_type, "transcript": ""} if part_type == "audio" else {
-            "type": "text", "text": ""}
-        self.emit("response.content_part.added", response_id=resp.id, item_id=item["id"],
-                  output_index=0, content_index=0, part=part)
+        if not self._out_of_band(resp):
+            self._add_item(item, None)
+        part = ({"type": "audio", "transcript": ""} if self._part_type(resp) == "audio"
+                else {"type": "text", "text": ""})
+        self.emit("response.content_part.added", **self._ids(resp), part=part)
         return item
 
     def _ids(self, resp: _Response) -> dict[str, Any]:
@@ -615,47 +746,57 @@ class ServerSession:
                 "content_index": 0}
 
     def _text_reply(self, resp: _Response, text: str) -> None:
-        self._open_message(resp, "text")
-        for i, word in enumerate(text.split(" ")):
+        self._open_message(resp)
+        for i, word in enumerate(text.split()):
             delta = word if i == 0 else " " + word
-            if delta:
-                self.emit("response.output_text.delta", **self._ids(resp), delta=delta)
-                resp.text_sent += delta
+            self.emit("response.output_text.delta", **self._ids(resp), delta=delta)
+            resp.text_sent += delta
         self._close_message(resp, "completed")
 
+    def _transcript_delta(self, resp: _Response, word: str) -> None:
+        delta = word if not resp.text_sent else " " + word
+        self.emit("response.output_audio_transcript.delta", **self._ids(resp), delta=delta)
+        resp.text_sent += delta
+
     async def _audio_reply(self, resp: _Response, text: str) -> None:
-        item = self._open_message(resp, "audio")
+        item = self._open_message(resp)
         loop = asyncio.get_running_loop()
         pcm, rate = await loop.run_in_executor(None, self.synthesizer.synthesize, text)
         resp.audio_ms = pcm.size * 1000 / rate
-        item["_audio_ms"] = int(resp.audio_ms)
+        self._audio_ms[item["id"]] = resp.audio_ms
         timings = word_timings(text, pcm.size, rate)
         output = self.output
-        if output is not None:
+        if output is None:
+            if self.audio_deltas:  # the item's audio is what the deltas carried
+                resp.audio_ms = self._emit_audio_deltas(resp, pcm, rate)
+                self._audio_ms[item["id"]] = resp.audio_ms
+            for word, _ in timings:
+                self._transcript_delta(resp, word)
+        else:
             self.emit("output_audio_buffer.started", response_id=resp.id)
             resp.audio_started = True
             self._audio_playing_response = resp.id
-            base = output.played_ms + output.queued_ms
+            resp.audio_base_ms = output.played_ms + output.queued_ms
             output.enqueue(pcm, rate)
-            for i, (word, at_ms) in enumerate(timings):
-                while output.played_ms - base < at_ms:
-                    await asyncio.sleep(0.02 / self.realtime_factor)
-                delta = word if i == 0 else " " + word
-                self.emit("response.output_audio_transcript.delta", **self._ids(resp), delta=delta)
-                resp.text_sent += delta
-            while output.played_ms - base < resp.audio_ms - 5:
-                await asyncio.sleep(0.02 / self.realtime_factor)
-        else:
-            if self.audio_deltas:
-                self._emit_audio_deltas(resp, pcm, rate)
-            for i, (word, _) in enumerate(timings):
-                delta = word if i == 0 else " " + word
-                self.emit("response.output_audio_transcript.delta", **self._ids(resp), delta=delta)
-                resp.text_sent += delta
+            for word, at_ms in timings:
+                await self._until_played(resp, at_ms)
+                self._transcript_delta(resp, word)
+            await self._until_played(resp, resp.audio_ms - _END_SLACK_MS)
         self._close_message(resp, "completed")
 
-    def _emit_audio_deltas(self, resp: _Response, pcm: np.ndarray, rate: int) -> None:
-        """WebSocket sessions get the reply audio as base64 PCM16 24 kHz deltas."""
+    def _played_ms(self, resp: _Response) -> float:
+        if self.output is None or not resp.audio_started:
+            return resp.audio_ms
+        return min(resp.audio_ms, max(0.0, self.output.played_ms - resp.audio_base_ms))
+
+    async def _until_played(self, resp: _Response, ms: float) -> None:
+        output = self.output
+        assert output is not None
+        while output.played_ms - resp.audio_base_ms < ms and output.queued_ms > 0:
+            await asyncio.sleep(_POLL_S / self.realtime_factor)
+
+    def _emit_audio_deltas(self, resp: _Response, pcm: np.ndarray, rate: int) -> float:
+        """Send the reply audio as base64 PCM16 24 kHz deltas; returns its length in ms."""
         resampler = Resampler(rate, INPUT_RATE)
         audio = np.concatenate([resampler.process(pcm), resampler.flush()])
         step = INPUT_RATE // 5  # 200 ms per delta
@@ -664,13 +805,15 @@ class ServerSession:
             self.emit("response.output_audio.delta", **self._ids(resp),
                       delta=base64.b64encode(chunk).decode("ascii"))
         resp.audio_started = True
+        return audio.size * 1000 / INPUT_RATE
 
     def _close_message(self, resp: _Response, status: str) -> None:
+        """Emit the ``*.done`` events of the reply's message (also for a cut reply)."""
         item = resp.item
         assert item is not None
         ids = self._ids(resp)
         text = resp.text_sent
-        if any(p == "audio" for p in [self._part_type(resp)]):
+        if self._part_type(resp) == "audio":
             self.emit("response.output_audio.done", **ids)
             self.emit("response.output_audio_transcript.done", **ids, transcript=text)
             part = {"type": "audio", "transcript": text}
@@ -682,19 +825,10 @@ class ServerSession:
         self.emit("response.content_part.done", **ids, part=part)
         item["content"] = [content]
         item["status"] = status
-        public = {k: v for k, v in item.items() if not k.startswith("_")}
-        resp.output[0] = public
-        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=public)
-        if resp.options.get("conversation") != "none":
-            self.emit("conversation.item.done", item=public,
+        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=item)
+        if not self._out_of_band(resp):
+            self.emit("conversation.item.done", item=item,
                       previous_item_id=self._previous_of(item["id"]))
-
-    def _part_type(self, resp: _Response) -> str:
-        return "text" if "text" in self._modalities(resp) else "audio"
-
-    def _previous_of(self, item_id: str) -> str | None:
-        idx = self.order.index(item_id) if item_id in self.order else -1
-        return self.order[idx - 1] if idx > 0 else None
 
     def _function_call(self, resp: _Response, reply: ToolCallReply) -> None:
         call_id = _new_id("call_")
@@ -702,24 +836,38 @@ class ServerSession:
                 "status": "in_progress", "name": reply.name, "call_id": call_id, "arguments": ""}
         resp.output.append(item)
         self.emit("response.output_item.added", response_id=resp.id, output_index=0, item=item)
-        self._add_item(item, self.order[-1] if self.order else None)
+        if not self._out_of_band(resp):
+            self._add_item(item, None)
+        ids = {"response_id": resp.id, "item_id": item["id"], "output_index": 0,
+               "call_id": call_id}
         args = reply.arguments
         step = max(1, len(args) // 3)
         for i in range(0, len(args), step):
-            self.emit("response.function_call_arguments.delta", response_id=resp.id,
-                      item_id=item["id"], output_index=0, call_id=call_id, delta=args[i:i + step])
-        self.emit("response.function_call_arguments.done", response_id=resp.id, item_id=item["id"],
-                  output_index=0, call_id=call_id, name=reply.name, arguments=args)
+            self.emit("response.function_call_arguments.delta", **ids, delta=args[i:i + step])
+        self.emit("response.function_call_arguments.done", **ids, name=reply.name, arguments=args)
         item.update(arguments=args, status="completed")
         self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=item)
-        self.emit("conversation.item.done", item=item, previous_item_id=self._previous_of(item["id"]))
+        if not self._out_of_band(resp):
+            self.emit("conversation.item.done", item=item,
+                      previous_item_id=self._previous_of(item["id"]))
 
     def _usage(self, resp: _Response) -> dict[str, Any]:
-        history_text = " ".join(t for _, t in self._history())
-        text_in = _approx_text_tokens(self.session.get("instructions", "")) + _approx_text_tokens(
-            history_text)
-        audio_in = _audio_tokens(resp.input_audio_ms)
-        cached = (text_in // 64) * 64 if len(self.order) > 2 else 0
+        own = {item["id"] for item in resp.output}
+        instructions = resp.options.get("instructions") or self.session.get("instructions", "")
+        text_in, audio_in = _approx_text_tokens(instructions), 0
+        for item_id in self.order:
+            if item_id in own:
+                continue
+            if item_id in self._audio_ms:
+                audio_in += _audio_tokens(self._audio_ms[item_id])
+            else:
+                item = self.items[item_id]
+                text_in += _approx_text_tokens(
+                    _item_text(item) or str(item.get("output") or item.get("arguments") or ""))
+        prev_text, prev_audio = self._last_input_tokens
+        self._last_input_tokens = (text_in, audio_in)
+        cached_text = min(prev_text, text_in) // 64 * 64
+        cached_audio = min(prev_audio, audio_in) // 64 * 64
         text_out = _approx_text_tokens(resp.text_sent)
         audio_out = _audio_tokens(resp.audio_ms) if resp.audio_started else 0
         return {
@@ -728,8 +876,8 @@ class ServerSession:
             "output_tokens": text_out + audio_out,
             "input_token_details": {
                 "text_tokens": text_in, "audio_tokens": audio_in, "image_tokens": 0,
-                "cached_tokens": cached,
-                "cached_tokens_details": {"text_tokens": cached, "audio_tokens": 0,
+                "cached_tokens": cached_text + cached_audio,
+                "cached_tokens_details": {"text_tokens": cached_text, "audio_tokens": cached_audio,
                                           "image_tokens": 0},
             },
             "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
@@ -750,22 +898,21 @@ class ServerSession:
         if output is None or not resp.audio_started:
             return
         while output.queued_ms > 0 and self._audio_playing_response == resp.id:
-            await asyncio.sleep(0.02 / self.realtime_factor)
+            await asyncio.sleep(_POLL_S / self.realtime_factor)
         if self._audio_playing_response == resp.id:
             self._audio_playing_response = None
             self.emit("output_audio_buffer.stopped", response_id=resp.id)
 
-    async def _cancel_response(self, reason: str) -> None:
+    def _cancel_response(self, reason: str) -> None:
+        """Cut the active response now: its ``*.done`` events, ``response.done``, ``cleared``."""
         resp = self._response
         if resp is None:
             return
-        task = resp.task
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if resp.done:
-            return
-        if resp.item is not None and resp.item.get("status") == "in_progress":
+        if resp.task is not None and resp.task is not asyncio.current_task():
+            resp.task.cancel()
+        if resp.item is not None and resp.item["status"] == "in_progress":
+            if resp.item["id"] in self._audio_ms:
+                self._audio_ms[resp.item["id"]] = self._played_ms(resp)
             self._close_message(resp, "incomplete")
         self._finish_response(resp, "cancelled", {"type": "cancelled", "reason": reason})
         if resp.audio_started and self._audio_playing_response == resp.id:
@@ -773,17 +920,24 @@ class ServerSession:
 
     def _barge_in(self) -> None:
         if self._response is not None:
-            self._spawn(self._cancel_response("turn_detected"))
+            self._cancel_response("turn_detected")
         elif self._audio_playing_response is not None:
             self._clear_output_audio()
 
     def _clear_output_audio(self) -> None:
+        response_id = self._audio_playing_response
+        self._audio_playing_response = None
         if self.output is not None:
             self.output.clear()
-        response_id = self._audio_playing_response or self._last_response_id
-        self._audio_playing_response = None
         if response_id is not None:
             self.emit("output_audio_buffer.cleared", response_id=response_id)
+
+
+def _commit_empty(ms: float) -> SessionError:
+    return SessionError(
+        "input_audio_buffer_commit_empty",
+        "Error committing input audio buffer: buffer too small. Expected at least "
+        f"{_MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2f}ms of audio.", None)
 
 
 def _item_text(item: dict[str, Any]) -> str:

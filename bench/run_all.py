@@ -1,0 +1,308 @@
+"""Run every benchmark stage, print the table, write ``bench/results/latest.json`` and
+regenerate ``docs/performance.md``.
+
+Usage::
+
+    python -m bench.run_all            # full sizes, under 10 minutes
+    python -m bench.run_all --quick    # smoke sizes, about a minute
+    python -m bench.run_all --only connect,latency --no-docs
+
+Stages: ``connect``, ``latency``, ``cpu``, ``capacity``, ``reply``, ``accelerated``,
+``profile``. livetalk and the raw-aiortc baseline run alternately within each stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import stages
+from bench.echo_peer import EchoPeer
+from bench.report import Row, machine, render_markdown, render_table, write_json
+from bench.signals import MeasurementError, median
+from livetalk.server import serve
+from livetalk.server.asr import PocketSphinxTranscriber
+from livetalk.server.tts import EspeakSynthesizer
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+DOCS = ROOT / "docs" / "performance.md"
+STAGES = ("connect", "latency", "cpu", "capacity", "reply", "accelerated", "profile")
+REPLY_PHRASE = "hello can you hear me"
+LATENCY_GOAL_MS = 50.0
+LATENESS_GOAL_MS = 20.0
+ACCELERATED_GOAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each stage is (the full run and ``--quick``)."""
+
+    connect_runs: int
+    latency_calls: int
+    cpu_calls: int
+    cpu_runs: int
+    load_seconds: float
+    capacity_steps: tuple[int, ...]
+    reply_runs: int
+    accelerated_audio_s: float
+    accelerated_speed: float
+    profile_s: float
+
+
+FULL = Sizes(connect_runs=7, latency_calls=4, cpu_calls=2, cpu_runs=2, load_seconds=8.0,
+             capacity_steps=(5, 10, 15, 20), reply_runs=3, accelerated_audio_s=60.0,
+             accelerated_speed=10.0, profile_s=6.0)
+QUICK = Sizes(connect_runs=2, latency_calls=1, cpu_calls=1, cpu_runs=1, load_seconds=3.0,
+              capacity_steps=(2, 4), reply_runs=1, accelerated_audio_s=15.0,
+              accelerated_speed=10.0, profile_s=2.0)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+class Runner:
+    """Holds the shared voice and ears, the pinned tone peer, and what was measured."""
+
+    def __init__(self, sizes: Sizes) -> None:
+        self.sizes = sizes
+        self.rows: list[Row] = []
+        self.details: dict[str, Any] = {}
+        self.synthesizer = EspeakSynthesizer()
+        self.transcriber = PocketSphinxTranscriber(phrases=list(stages.ACCELERATED_PHRASES))
+        self.pin = (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity")
+
+    def make_server(self, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+        kwargs.setdefault("port", 0)
+        kwargs.setdefault("synthesizer", self.synthesizer)
+        if "phrases" not in kwargs:
+            kwargs["transcriber"] = self.transcriber
+        return serve(**kwargs)
+
+    # -------------------------------------------------------------- stages
+    async def connect(self) -> None:
+        async with self.make_server() as srv:
+            await stages.connect_livetalk(srv.base_url)  # warm-up: imports, first DTLS
+            lt: list[float] = []
+            raw: list[float] = []
+            for i in range(self.sizes.connect_runs):
+                order = [(stages.connect_livetalk, lt), (stages.connect_raw, raw)]
+                for fn, out in order if i % 2 == 0 else order[::-1]:
+                    out.append(await fn(srv.base_url))
+        self.details["connect"] = {"livetalk_ms": lt, "raw_ms": raw}
+        a, b = median(lt), median(raw)
+        ratio = _ratio(a, b)
+        self.rows.append(Row("connect to session.created", "<= 1.2x raw", f"{a:.0f} ms",
+                             f"{b:.0f} ms", ratio, ratio is not None and ratio <= 1.2,
+                             "signaling/ICE/DTLS overhead over raw aiortc"))
+
+    async def latency(self) -> None:
+        variants: dict[str, Callable[[EchoPeer], Any]] = {
+            "livetalk": lambda p: stages.latency_livetalk(p, low_latency=False),
+            "livetalk low latency": lambda p: stages.latency_livetalk(p, low_latency=True),
+            "raw": lambda p: stages.latency_raw(p),
+        }
+        samples: dict[str, list[stages.LatencySample]] = {k: [] for k in variants}
+        names = list(variants)
+        async with EchoPeer(mode="echo") as peer:
+            for i in range(self.sizes.latency_calls):
+                for name in names[i % 3:] + names[:i % 3]:
+                    samples[name] += await variants[name](peer)
+        med = {name: {field: median([getattr(s, field) for s in got])
+                      for field in ("down_ms", "up_ms", "echo_ms")}
+               for name, got in samples.items()}
+        self.details["latency"] = {"medians": med, "samples": {
+            k: [asdict(s) for s in v] for k, v in samples.items()}}
+        raw = med["raw"]
+        for name in ("livetalk", "livetalk low latency"):
+            m = med[name]
+            goal = f"<= {LATENCY_GOAL_MS:.0f} ms" if name.endswith("latency") else "<= raw + 10 ms"
+            limit = LATENCY_GOAL_MS if name.endswith("latency") else raw["down_ms"] + 10
+            self.rows.append(Row(f"one way down, {name}", goal, f"{m['down_ms']:.1f} ms",
+                                 f"{raw['down_ms']:.1f} ms", _ratio(m["down_ms"], raw["down_ms"]),
+                                 m["down_ms"] <= limit, "receive path slower than the goal"))
+            self.rows.append(Row(f"echo round trip, {name}", "info", f"{m['echo_ms']:.1f} ms",
+                                 f"{raw['echo_ms']:.1f} ms", _ratio(m["echo_ms"], raw["echo_ms"]),
+                                 None))
+        m = med["livetalk"]
+        self.rows.append(Row("one way up, livetalk", "<= raw + 10 ms", f"{m['up_ms']:.1f} ms",
+                             f"{raw['up_ms']:.1f} ms", _ratio(m["up_ms"], raw["up_ms"]),
+                             m["up_ms"] <= raw["up_ms"] + 10, "send path slower than raw"))
+
+    async def cpu(self) -> None:
+        runs = []
+        async with self.tone_peer() as url:
+            for i in range(self.sizes.cpu_runs):
+                for impl in ("livetalk", "raw") if i % 2 == 0 else ("raw", "livetalk"):
+                    runs.append(await self.load(impl, url, self.sizes.cpu_calls))
+        self.details["cpu"] = runs
+        lt = median([r["cpu_ms_per_call_s"] for r in runs if r["impl"] == "livetalk"])
+        raw = median([r["cpu_ms_per_call_s"] for r in runs if r["impl"] == "raw"])
+        ratio = _ratio(lt, raw)
+        self.rows.append(Row("CPU per second of two-way audio", "<= 1.5x raw",
+                             f"{lt:.1f} ms/s", f"{raw:.1f} ms/s", ratio,
+                             ratio is not None and ratio <= 1.5,
+                             "livetalk's per-frame conversions cost more than raw aiortc"))
+
+    async def capacity(self) -> None:
+        runs = []
+        best = {"livetalk": 0, "raw": 0}
+        alive = {"livetalk": True, "raw": True}
+        async with self.tone_peer() as url:
+            for i, calls in enumerate(self.sizes.capacity_steps):
+                for impl in ("livetalk", "raw") if i % 2 == 0 else ("raw", "livetalk"):
+                    if not alive[impl]:
+                        continue
+                    run = await self.load(impl, url, calls)
+                    if run["late_p99_ms"] >= LATENESS_GOAL_MS:  # one retry: the host is shared
+                        retry = await self.load(impl, url, calls)
+                        run = min(run, retry, key=lambda r: r["late_p99_ms"])
+                    runs.append(run)
+                    if run["late_p99_ms"] < LATENESS_GOAL_MS:
+                        best[impl] = calls
+                    else:
+                        alive[impl] = False
+        self.details["capacity"] = runs
+        steps = self.sizes.capacity_steps
+        goal = steps[1] if len(steps) > 1 else steps[0]
+        top = "" if not alive["livetalk"] else f" (did not saturate at {steps[-1]})"
+        self.rows.append(Row("calls per core, p99 lateness < 20 ms", f">= {goal}",
+                             f"{best['livetalk']}{top}", str(best["raw"]),
+                             _ratio(best["livetalk"], best["raw"]), best["livetalk"] >= goal,
+                             "frames got late at fewer calls (CPU-bound or a noisy machine)"))
+
+    async def reply(self) -> None:
+        audio, end_ms = stages.speech_sample(self.synthesizer, REPLY_PHRASE)
+        webrtc: list[float] = []
+        websocket: list[float] = []
+        async with self.make_server() as srv:
+            await stages.reply_delay_webrtc(srv.base_url, audio, end_ms)  # warm-up (TTS cache)
+            for i in range(self.sizes.reply_runs):
+                order = [(stages.reply_delay_webrtc, webrtc),
+                         (stages.reply_delay_websocket, websocket)]
+                for fn, out in order if i % 2 == 0 else order[::-1]:
+                    out.append(await fn(srv.base_url, audio, end_ms))
+        self.details["reply"] = {"webrtc_ms": webrtc, "websocket_ms": websocket}
+        a, b = median(webrtc), median(websocket)
+        ratio = _ratio(a, b)
+        self.rows.append(Row("end of speech -> first reply audio", "<= 1.1x openai WS",
+                             f"{a:.0f} ms", f"{b:.0f} ms (openai SDK, WS)", ratio,
+                             ratio is not None and ratio <= 1.1,
+                             "the reply crosses aiortc's 80 ms receive jitter buffer; "
+                             "WebSocket deltas arrive as soon as synthesized"))
+
+    async def accelerated(self) -> None:
+        result = await stages.accelerated_feed(
+            self.make_server, self.synthesizer, audio_s=self.sizes.accelerated_audio_s,
+            speed=self.sizes.accelerated_speed)
+        self.details["accelerated"] = asdict(result) | {"speed": self.sizes.accelerated_speed}
+        lost = result.phrases - result.user_turns
+        met = result.wall_s <= ACCELERATED_GOAL_S and lost == 0
+        reason = (f"{lost} of {result.phrases} turns lost" if lost
+                  else f"took {result.wall_s:.1f} s")
+        self.rows.append(Row(
+            f"accelerated feeding ({self.sizes.accelerated_speed:g}x)",
+            f"{result.audio_s:.0f} s in <= {ACCELERATED_GOAL_S:.0f} s, no turn lost",
+            f"{result.wall_s:.1f} s, {result.user_turns}/{result.phrases} turns "
+            f"({result.correct} exact)", f"{result.audio_s:.0f} s of audio",
+            _ratio(result.audio_s, result.wall_s), met, reason))
+
+    async def profile(self) -> None:
+        async with self.tone_peer() as url:
+            self.details["profile"] = await stages.profile_call(url, seconds=self.sizes.profile_s)
+
+    # -------------------------------------------------------------- helpers
+    @contextlib.asynccontextmanager
+    async def tone_peer(self) -> AsyncIterator[str]:
+        """The tone peer in its own process (pinned to core 1 when there are two)."""
+        cmd = [sys.executable, "-m", "bench.echo_peer", "--mode", "tone"]
+        if self.pin:
+            cmd += ["--cpu", "1"]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdin is not None
+        try:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().split()
+            if line[:1] != ["READY"]:
+                raise MeasurementError("the tone peer did not start")
+            yield line[1]
+        finally:
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    async def load(self, impl: str, url: str, calls: int) -> dict[str, Any]:
+        cmd = [sys.executable, "-m", "bench.load_client", "--impl", impl, "--url", url,
+               "--calls", str(calls), "--seconds", str(self.sizes.load_seconds)]
+        if self.pin:
+            cmd += ["--cpu", "0"]
+        proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=subprocess.PIPE)
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise MeasurementError(f"load client {impl} x{calls} exited {proc.returncode}")
+        result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+        print(f"  {impl:8} x{calls:<3} {result['cpu_ms_per_call_s']:6.1f} ms/call-s  "
+              f"p99 lateness {result['late_p99_ms']:.1f} ms", flush=True)
+        return result
+
+
+async def run(selected: list[str], sizes: Sizes) -> Runner:
+    """Run the selected stages in order; a stage that fails becomes a missed row."""
+    runner = Runner(sizes)
+    for name in selected:
+        t0 = time.monotonic()
+        print(f"[{name}] ...", flush=True)
+        try:
+            await getattr(runner, name)()
+        except (MeasurementError, TimeoutError, OSError) as exc:
+            runner.rows.append(Row(name, "", "", "", None, False, f"{type(exc).__name__}: {exc}"))
+        print(f"[{name}] {time.monotonic() - t0:.1f} s", flush=True)
+    return runner
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run, report; returns 0 even when goals are missed."""
+    parser = argparse.ArgumentParser(description="livetalk benchmarks against raw aiortc")
+    parser.add_argument("--quick", action="store_true", help="minimal sizes (a smoke run)")
+    parser.add_argument("--only", default=",".join(STAGES),
+                        help=f"comma-separated stages among {', '.join(STAGES)}")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite the docs page")
+    args = parser.parse_args(argv)
+    selected = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(selected) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s): {', '.join(unknown)}")
+    logging.basicConfig(level=logging.WARNING)
+    info = machine()
+    t0 = time.monotonic()
+    runner = asyncio.run(run(selected, QUICK if args.quick else FULL))
+    info["duration_s"] = round(time.monotonic() - t0, 1)
+    print()
+    print(render_table(runner.rows))
+    write_json(RESULTS, info | {"quick": args.quick}, runner.rows, runner.details)
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}", end="")
+    if not args.no_docs:
+        DOCS.parent.mkdir(parents=True, exist_ok=True)
+        DOCS.write_text(render_markdown(info, runner.rows, runner.details, quick=args.quick))
+        print(f" and {DOCS.relative_to(ROOT)}", end="")
+    print(f" in {info['duration_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""The benchmark harness's building blocks at minimal size: real calls, sane numbers.
+
+No timing thresholds: only that each measurement runs and yields positive, finite figures
+(the shared test machines are too noisy for anything else).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import stages
+from bench.echo_peer import EchoPeer, encode_tone
+from bench.report import Row, machine, render_markdown, render_table, write_json
+from bench.signals import (
+    MeasurementError,
+    Recording,
+    chirp,
+    chirp_latency,
+    find_chirp,
+    lateness_ms,
+    percentile,
+)
+
+
+def _sane(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def test_chirp_is_found_where_it_was_placed() -> None:
+    reference = chirp(24000)
+    noise = np.random.default_rng(1).normal(0, 300, 24000).astype(np.int16)
+    noise[7000:7000 + reference.size] += reference
+    assert find_chirp(noise, reference) == 7000
+    with pytest.raises(MeasurementError):
+        find_chirp(np.random.default_rng(2).normal(0, 300, 24000).astype(np.int16), reference)
+
+
+def test_recording_times_samples_by_their_chunk() -> None:
+    rec = Recording(1000)
+    rec.mark()
+    rec.add(np.zeros(20, dtype=np.int16), at=10.0)
+    rec.add(np.ones(20, dtype=np.int16), at=10.5)
+    assert rec.delivery_time(25) == pytest.approx(10.505)
+    assert rec.pcm().size == 40
+
+
+def test_chirp_latency_counts_from_send_to_delivery_of_its_first_sample() -> None:
+    rec = Recording(24000)
+    rec.mark()
+    rec.add(np.zeros(4800, dtype=np.int16), at=1.0)
+    late_chunk = np.zeros(7200, dtype=np.int16)
+    late_chunk[480:480 + 2400] = chirp(24000)
+    rec.add(late_chunk, at=1.2)
+    assert chirp_latency(rec, chirp(24000), sent_at=1.1) == pytest.approx(120.0)
+
+
+def test_lateness_is_measured_from_the_least_late_frame() -> None:
+    late = lateness_ms([(0, 1.000), (1, 1.020), (2, 1.070), (3, 1.061)])
+    assert late.tolist() == pytest.approx([0.0, 0.0, 30.0, 1.0])
+    assert percentile(late, 50) == pytest.approx(0.5)
+
+
+async def test_connect_once_each(server) -> None:
+    for took in (await stages.connect_livetalk(server.base_url),
+                 await stages.connect_raw(server.base_url)):
+        assert _sane(took)
+
+
+async def test_chirp_latency_once_each() -> None:
+    async with EchoPeer(mode="echo") as peer:
+        samples = [
+            *await stages.latency_livetalk(peer, low_latency=True, repeats=1),
+            *await stages.latency_raw(peer, repeats=1),
+        ]
+    for sample in samples:
+        assert _sane(sample.down_ms) and _sane(sample.up_ms) and _sane(sample.echo_ms)
+        assert sample.echo_ms == pytest.approx(sample.up_ms + sample.down_ms)
+
+
+async def test_reply_delay_once_over_webrtc(make_server, synthesizer) -> None:
+    audio, end_ms = stages.speech_sample(synthesizer, "hello can you hear me", tail_s=2.0)
+    async with make_server(port=0) as srv:
+        assert _sane(await stages.reply_delay_webrtc(srv.base_url, audio, end_ms))
+
+
+def test_tone_packets_are_opus_frames() -> None:
+    packets = encode_tone(0.2)
+    assert 8 <= len(packets) <= 10 and all(packets)
+
+
+def test_report_renders_every_row(tmp_path: Path) -> None:
+    rows = [Row("one way down", "<= 50 ms", "24.0 ms", "88.0 ms", 0.27, True),
+            Row("calls per core", ">= 10", "5", "10", 0.5, False, "frames got late")]
+    table = render_table(rows)
+    assert "met" in table and "MISSED: frames got late" in table
+    info = machine()
+    write_json(tmp_path / "r.json", info, rows, {})
+    assert (tmp_path / "r.json").read_text().count('"stage"') == 2
+    page = render_markdown(info, rows, {"profile": {"seconds": 1, "cpu_s": 0.1, "top": []}},
+                           quick=True)
+    assert "| one way down | <= 50 ms | 24.0 ms | 88.0 ms | 0.27 | met |" in page
+    assert info["cpu"] in page
