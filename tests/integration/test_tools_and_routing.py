@@ -104,3 +104,35 @@ async def _take(iterator, n):
         got += 1
         if got >= n:
             return
+
+
+async def test_interrupt_cuts_the_reply_and_keeps_the_words_heard(make_server, validator) -> None:
+    long_reply = ("one two three four five six seven eight nine ten eleven twelve thirteen "
+                  "fourteen fifteen sixteen seventeen eighteen nineteen twenty")
+    async with make_server(port=0, brain=ScriptBrain([{"say": long_reply}])) as server, \
+            livetalk.connect(base_url=server.base_url, api_key=KEY, event_log=validator,
+                             session=SessionConfig(turn_detection=None)) as call:
+        call.add_text("count to twenty")
+        call.create_response()
+        heard: list[str] = []
+        async for delta in call.transcript_deltas():
+            if delta.role == "assistant":
+                heard.append(delta.delta)
+                if len(heard) == 3:
+                    break
+        assert call.response_active and call.assistant_speaking
+        call.interrupt()
+        turns = await call.wait_for_turns(2, timeout=10)
+        await call.wait_until_quiet(timeout=10)
+        assert not call.assistant_speaking
+    reply = turns[1]
+    assert reply.role == "assistant" and reply.status == "cancelled"
+    assert reply.text.startswith("".join(heard).strip())
+    assert long_reply.startswith(reply.text) and len(reply.text) < len(long_reply)
+    sent = [e["type"] for d, e in validator.seen if d == "out"]
+    assert sent[-2:] == ["response.cancel", "output_audio_buffer.clear"]
+    received = validator.types("in")
+    assert "output_audio_buffer.cleared" in received
+    done = [e for d, e in validator.seen if d == "in" and e["type"] == "response.done"]
+    assert done[-1]["response"]["status"] == "cancelled"
+    validator.assert_valid()
