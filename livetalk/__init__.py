@@ -79,17 +79,37 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from livetalk.audio.sinks import BufferSink, NullSink, WavSink
-    from livetalk.audio.sources import ArraySource, FileSource, SilenceSource, concat
-    from livetalk.call import Call, connect
-    from livetalk.errors import *  # noqa: F403
-    from livetalk.protocol.conversation import TranscriptDelta, Turn
-    from livetalk.protocol.events import Usage
-    from livetalk.protocol.session import (
-        FunctionTool,
-        SemanticVAD,
-        ServerVAD,
-        SessionConfig,
-        Transcription,
+    from livetalk.audio.sinks import (
+        BufferSink as BufferSink,
+        NullSink as NullSink,
+        WavSink as WavSink,
     )
-    from livetalk.transport.signaling import ClientSecret, mint_client_secret
+    from livetalk.audio.sources import (
+        ArraySource as ArraySource,
+        FileSource as FileSource,
+        SilenceSource as SilenceSource,
+        concat as concat,
+    )
+    from livetalk.call import (
+        Call as Call,
+        connect as connect,
+    )
+    from livetalk.errors import *  # noqa: F403
+    from livetalk.protocol.conversation import (
+        TranscriptDelta as TranscriptDelta,
+        Turn as Turn,
+    )
+    from livetalk.protocol.events import (
+        Usage as Usage,
+    )
+    from livetalk.protocol.session import (
+        FunctionTool as FunctionTool,
+        SemanticVAD as SemanticVAD,
+        ServerVAD as ServerVAD,
+        SessionConfig as SessionConfig,
+        Transcription as Transcription,
+    )
+    from livetalk.transport.signaling import (
+        ClientSecret as ClientSecret,
+        mint_client_secret as mint_client_secret,
+    )

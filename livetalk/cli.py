@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from livetalk import errors
 
@@ -44,7 +44,7 @@ DATA = Path(__file__).parent / "data"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, no usage dump
         self.exit(EXIT_USAGE, f"livetalk: error: {message} (see 'livetalk --help')\n")
 
 

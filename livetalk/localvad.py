@@ -173,11 +173,10 @@ async def batch_turns(
             for event in detector.feed(resampler.process(chunk)):
                 if isinstance(event, SpeechStopped):
                     yield await finish(event)
-        tail = detector.feed(resampler.flush())
-        last = detector.force_end()
-        for event in [*tail, last]:
-            if isinstance(event, SpeechStopped):
-                yield await finish(event)
+        ending: list[object] = [*detector.feed(resampler.flush()), detector.force_end()]
+        for end in ending:
+            if isinstance(end, SpeechStopped):
+                yield await finish(end)
     finally:
         if owned:
             await client.aclose()

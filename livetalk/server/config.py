@@ -236,7 +236,8 @@ def validate_session(session: Any, *, param: str = "session") -> dict[str, Any]:
                 raise _invalid(f"{param}.audio.output.voice", voice,
                                ", ".join(repr(v) for v in VOICES))
             _number(out, "speed", f"{param}.audio.output", 0.25, 1.5)
-    return session
+    checked: dict[str, Any] = session
+    return checked
 
 
 def merge_session(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

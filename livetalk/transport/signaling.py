@@ -225,7 +225,7 @@ async def mint_client_secret(
         raise ConfigError(f"expires_after_s must be between 10 and 7200, got {expires_after_s}")
     key = resolve_api_key(api_key)
     url = f"{resolve_base_url(base_url)}/realtime/client_secrets"
-    session_dict = session.to_dict() if hasattr(session, "to_dict") else session
+    session_dict = session if session is None or isinstance(session, dict) else session.to_dict()
     body: dict[str, Any] = {"expires_after": {"anchor": "created_at", "seconds": expires_after_s}}
     if session_dict is not None:
         body["session"] = session_dict
