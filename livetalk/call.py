@@ -72,6 +72,7 @@ log = logging.getLogger("livetalk")
 SAY_EXACTLY_PREFIX = "Say exactly the following, word for word, and nothing else:"
 
 EventTap = Callable[[str, dict[str, Any]], None]
+_COMMIT_DELAY_SAMPLES = 24000 * 250 // 1000  # 250 ms of media after a local turn ends
 ToolHandler = Callable[..., Any]
 """A function-call handler: called with the parsed JSON arguments as keyword arguments
 (sync or async); its return value (a string, or anything JSON-serialisable) is sent back."""
@@ -206,6 +207,7 @@ class Call:
         self._local_vad = local_vad
         self._detector = local_vad.detector(24000) if local_vad is not None else None
         self._local_turns: list[np.ndarray] = []  # detected locally, awaiting their item id
+        self._commit_countdown = 0  # samples to send before committing a local turn
         self._attach(transport)
         self._reconnect = reconnect
         self._transport_factory = transport_factory
@@ -561,6 +563,10 @@ class Call:
             self._sent.write(pcm)
         if self._detector is None or self._closed:
             return
+        if self._commit_countdown > 0:
+            self._commit_countdown -= pcm.size
+            if self._commit_countdown <= 0:
+                self._commit_local_turn()
         for vad_event in self._detector.feed(pcm):
             if isinstance(vad_event, SpeechStarted):
                 log.debug("local VAD: speech started at %d ms", vad_event.start_ms)
@@ -570,12 +576,20 @@ class Call:
             elif isinstance(vad_event, SpeechStopped):
                 log.debug("local VAD: speech stopped at %d ms", vad_event.end_ms)
                 self._local_turns.append(vad_event.audio)
-                self.send({"type": "input_audio_buffer.commit"})
-                assert self._local_vad is not None
-                if self._local_vad.respond:
-                    task = asyncio.ensure_future(self._respond_when_idle())
-                    self._tool_tasks.add(task)
-                    task.add_done_callback(self._tool_tasks.discard)
+                if self._commit_countdown > 0:  # a turn already waiting: commit it now
+                    self._commit_local_turn()
+                # commit once a little more media has gone out: the server decodes RTP behind
+                # the data channel (jitter buffer), and the turn's last frames must be in
+                self._commit_countdown = _COMMIT_DELAY_SAMPLES
+
+    def _commit_local_turn(self) -> None:
+        self._commit_countdown = 0
+        self.send({"type": "input_audio_buffer.commit"})
+        assert self._local_vad is not None
+        if self._local_vad.respond:
+            task = asyncio.ensure_future(self._respond_when_idle())
+            self._tool_tasks.add(task)
+            task.add_done_callback(self._tool_tasks.discard)
 
     async def _respond_when_idle(self) -> None:
         await self._response_idle.wait()
