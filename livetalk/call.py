@@ -578,9 +578,12 @@ class Call:
                 self._local_turns.append(vad_event.audio)
                 if self._commit_countdown > 0:  # a turn already waiting: commit it now
                     self._commit_local_turn()
-                # commit once a little more media has gone out: the server decodes RTP behind
-                # the data channel (jitter buffer), and the turn's last frames must be in
-                self._commit_countdown = _COMMIT_DELAY_SAMPLES
+                if self._transport.media_audio:
+                    # commit once a little more media has gone out: the server decodes RTP
+                    # behind the data channel (jitter buffer); the turn's last frames must be in
+                    self._commit_countdown = _COMMIT_DELAY_SAMPLES
+                else:  # WebSocket: audio and events share one ordered stream
+                    self._commit_local_turn()
 
     def _commit_local_turn(self) -> None:
         self._commit_countdown = 0

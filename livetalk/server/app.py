@@ -42,7 +42,7 @@ from livetalk.errors import LivetalkError, LocalProtocolError
 from livetalk.server.asr import PocketSphinxTranscriber, Transcriber, load_phrases
 from livetalk.server.brain import Brain, make_brain
 from livetalk.server.config import SessionError, default_session, merge_session, validate_session
-from livetalk.server.faults import FailingTranscriber, Faults, sever_peer
+from livetalk.server.faults import FailingTranscriber, Faults, RtpLoss, sever_peer
 from livetalk.server.session import INPUT_RATE, ServerSession
 from livetalk.server.tts import EspeakSynthesizer, Synthesizer
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
@@ -80,7 +80,8 @@ class ServerCall:
     Besides its parts (the peer connection, the :class:`ServerSession`, the outbound track)
     it has the test hooks that inject faults into this call only: :meth:`send_raw`,
     :meth:`send_error`, :meth:`close_data_channel`, :meth:`fail_transcriptions`,
-    :meth:`hang_up` and :meth:`kill`.
+    :meth:`hang_up` and :meth:`kill`. With ``Faults(rtp_loss=...)`` its :attr:`loss`
+    drops and counts RTP audio packets (``call.loss.stats()``).
     """
 
     id: str
@@ -93,6 +94,7 @@ class ServerCall:
     closed: bool = False
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     sidebands: list[web.WebSocketResponse] = field(default_factory=list)
+    loss: RtpLoss | None = None
 
     def __repr__(self) -> str:
         return f"<ServerCall {self.id} {self.pc.connectionState}{' closed' if self.closed else ''}>"
@@ -193,6 +195,7 @@ class LocalServer:
         self.max_event_bytes = max_event_bytes
         self.connect_timeout_s = connect_timeout_s
         self.calls: dict[str, ServerCall] = {}
+        self._calls_answered = 0
         self.ws_sessions: set[ServerSession] = set()
         self._secrets: dict[str, _Secret] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -360,6 +363,10 @@ class LocalServer:
             return _invalid_offer()
         if self.faults.ice_unreachable:
             sever_peer(pc)
+        self._calls_answered += 1
+        call.loss = self.faults.rtp_loss_for(self._calls_answered)
+        if call.loss is not None:
+            call.loss.install(pc)
         self.calls[call_id] = call
         loop = asyncio.get_running_loop()
         call.timers = [

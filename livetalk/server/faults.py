@@ -20,6 +20,7 @@ live call are methods of :class:`~livetalk.server.app.ServerCall` instead, reach
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import secrets
 from collections.abc import Iterable
@@ -28,11 +29,13 @@ from typing import Any, Literal
 
 import numpy as np
 from aiohttp import web
+from aiortc import RTCPeerConnection
+from aiortc.rtp import RtpPacket, is_rtcp
 
 from livetalk.errors import ConfigError
 from livetalk.server.asr import Transcriber, TranscriptionError
 
-__all__ = ["FAULTS", "FailingTranscriber", "Faults", "sever_peer"]
+__all__ = ["DEFAULT_RTP_LOSS", "FAULTS", "FailingTranscriber", "Faults", "RtpLoss", "sever_peer"]
 
 CallsReply = Literal["html", "garbage-sdp", "bad-answer"]
 
@@ -53,7 +56,14 @@ FAULTS: dict[str, str] = {
     "no-session-created": "the data channel opens but session.created is never sent",
     "transcription-failed": "every user turn's transcription fails (.failed event)",
     "expired-secrets": "every ek_ client secret is minted already expired",
+    "rtp-loss": "drop 5% of the RTP audio packets the server receives, before decoding "
+                "(rtp-loss=F: the fraction F, 0 to 1)",
+    "rtp-loss-sent": "drop 5% of the RTP audio packets the server sends "
+                     "(rtp-loss-sent=F: the fraction F, 0 to 1)",
 }
+
+#: The share of packets ``rtp-loss`` and ``rtp-loss-sent`` drop when no fraction is given.
+DEFAULT_RTP_LOSS = 0.05
 
 _STATUS_FAULTS = {"calls-401": 401, "calls-403": 403, "calls-404": 404, "calls-429": 429,
                   "calls-500": 500}
@@ -98,6 +108,11 @@ class Faults:
         transcription_failed: every transcription fails with
             ``conversation.item.input_audio_transcription.failed``.
         expired_secrets: mint ``ek_`` secrets that have already expired (401 on use).
+        rtp_loss: share (0 to 1) of the RTP audio packets each call receives that are
+            dropped before the jitter buffer, as a lossy uplink would.
+        rtp_loss_sent: share of the RTP audio packets each call sends that never leave.
+        rtp_loss_seed: seed of the drop pattern; call ``n`` of the server draws from
+            ``(rtp_loss_seed, n)``, so a run is reproducible (see :class:`RtpLoss`).
 
     Build one from names with :meth:`parse`; pass it as ``LocalServer(faults=...)``.
     """
@@ -111,6 +126,9 @@ class Faults:
     no_session_created: bool = False
     transcription_failed: bool = False
     expired_secrets: bool = False
+    rtp_loss: float = 0.0
+    rtp_loss_sent: float = 0.0
+    rtp_loss_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.calls_status is not None and self.calls_status not in _STATUS_BODIES:
@@ -120,6 +138,10 @@ class Faults:
             raise ConfigError(f"unknown calls_reply {self.calls_reply!r}")
         if self.answer_delay_s < 0 or self.retry_after_s < 0:
             raise ConfigError("answer_delay_s and retry_after_s must be >= 0")
+        for name in ("rtp_loss", "rtp_loss_sent"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be a fraction from 0 to 1, got {value!r}")
 
     @classmethod
     def parse(cls, specs: Iterable[str]) -> Faults:
@@ -137,6 +159,13 @@ class Faults:
                 changes["calls_reply"] = _REPLY_FAULTS[name]
             elif name in _FLAG_FAULTS and not value:
                 changes[_FLAG_FAULTS[name]] = True
+            elif name in ("rtp-loss", "rtp-loss-sent"):
+                key = "rtp_loss" if name == "rtp-loss" else "rtp_loss_sent"
+                try:
+                    changes[key] = float(value) if value else DEFAULT_RTP_LOSS
+                except ValueError:
+                    raise ConfigError(f"fault {name!r} needs a fraction from 0 to 1, "
+                                      f"got {value!r}") from None
             elif name in ("slow-answer", "retry-after"):
                 key = "answer_delay_s" if name == "slow-answer" else "retry_after_s"
                 try:
@@ -154,7 +183,14 @@ class Faults:
     def active(self) -> bool:
         """True when any fault differs from the default."""
         return any(getattr(self, f.name) != f.default for f in fields(self)
-                   if f.name != "retry_after_s")
+                   if f.name not in ("retry_after_s", "rtp_loss_seed"))
+
+    def rtp_loss_for(self, call_number: int) -> RtpLoss | None:
+        """The packet-loss fault of the server's ``call_number``-th call, or None."""
+        if not (self.rtp_loss or self.rtp_loss_sent):
+            return None
+        return RtpLoss(received=self.rtp_loss, sent=self.rtp_loss_sent,
+                       seed=f"{self.rtp_loss_seed}:{call_number}")
 
     def calls_response(self) -> web.Response | None:
         """The reply that replaces a ``POST /realtime/calls``, or None to proceed normally."""
@@ -201,6 +237,92 @@ class FailingTranscriber:
                 return self.fallback.transcribe(pcm, rate)
             self.remaining -= 1
         raise TranscriptionError("injected fault: the transcription failed")
+
+
+class RtpLoss:
+    """Drops a seeded random share of one peer connection's RTP audio packets.
+
+    Nothing global is patched: :meth:`install` wraps two bound methods of one peer's
+    objects. Received packets are dropped on the audio ``RTCRtpReceiver`` before its jitter
+    buffer (the sequence numbers show the gap, as after a lossy network); sent packets are
+    dropped on the audio sender's DTLS transport just before encryption (RTCP always passes).
+    aiortc conceals nothing: a lost 20 ms frame is simply missing from the decoded audio, so
+    the receiver's timeline is shorter than the sender's.
+
+    Args:
+        received: share (0 to 1) of incoming RTP audio packets to drop.
+        sent: share (0 to 1) of outgoing RTP audio packets to drop.
+        seed: seed of the drop patterns (the two directions draw independently).
+
+    Use it through ``Faults(rtp_loss=..., rtp_loss_sent=...)``; the server installs one per
+    call and exposes it as ``server.calls[call_id].loss`` (read :meth:`stats`).
+    """
+
+    def __init__(self, *, received: float = 0.0, sent: float = 0.0,
+                 seed: int | str = 0) -> None:
+        for name, value in (("received", received), ("sent", sent)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"RtpLoss {name} must be a fraction from 0 to 1, got {value}")
+        self.received = received
+        self.sent = sent
+        self._rng_in = random.Random(f"{seed}:in")
+        self._rng_out = random.Random(f"{seed}:out")
+        self.received_packets = 0
+        """RTP audio packets that arrived (dropped ones included)."""
+        self.received_dropped = 0
+        """Arrived RTP audio packets dropped before decoding."""
+        self.sent_packets = 0
+        """RTP packets the audio sender handed to its transport (dropped ones included)."""
+        self.sent_dropped = 0
+        """RTP packets dropped instead of sent."""
+
+    def __repr__(self) -> str:
+        return f"<RtpLoss received={self.received:g} sent={self.sent:g}>"
+
+    def install(self, pc: RTCPeerConnection) -> None:
+        """Start dropping on every audio transceiver of ``pc``.
+
+        Call it once the transceivers have transports (after ``setLocalDescription`` on the
+        answering side, after ``setRemoteDescription`` on the offering one).
+        """
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind != "audio":
+                continue
+            if self.received:
+                receiver = transceiver.receiver
+                receiver._handle_rtp_packet = self._wrap_receive(  # type: ignore[method-assign]
+                    receiver._handle_rtp_packet)
+            transport = transceiver.sender.transport
+            if self.sent and transport is not None:
+                transport._send_rtp = self._wrap_send(  # type: ignore[method-assign]
+                    transport._send_rtp)
+
+    def stats(self) -> dict[str, int]:
+        """Packets seen and dropped in each direction."""
+        return {"received_packets": self.received_packets,
+                "received_dropped": self.received_dropped,
+                "sent_packets": self.sent_packets, "sent_dropped": self.sent_dropped}
+
+    def _wrap_receive(self, handle: Any) -> Any:
+        async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+            self.received_packets += 1
+            if self._rng_in.random() < self.received:
+                self.received_dropped += 1
+                return
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        return handle_rtp_packet
+
+    def _wrap_send(self, send: Any) -> Any:
+        async def send_rtp(data: bytes) -> None:
+            if not is_rtcp(data):
+                self.sent_packets += 1
+                if self._rng_out.random() < self.sent:
+                    self.sent_dropped += 1
+                    return
+            await send(data)
+
+        return send_rtp
 
 
 def sever_peer(pc: Any) -> None:

@@ -1,13 +1,28 @@
-"""The aiortc audio tracks: the only place where PCM becomes ``av.AudioFrame`` and back.
+"""The aiortc audio tracks: the only place where PCM becomes Opus or ``av.AudioFrame`` and back.
 
 Outbound, :class:`OutboundAudioTrack` is what ``RTCPeerConnection.addTrack`` gets. aiortc's
-sender never sleeps: it awaits ``recv()``, encodes and sends at once, so pacing lives here.
-Frame ``k`` is due ``k`` x 20 ms of media time after the first; a frame due in the past is sent
-at once (and counted as late when more than one frame period behind). Frames are 20 ms of
-48 kHz **s16 packed stereo with both channels equal**: aiortc's Opus encoder upmixes mono
-frames at -3 dB (a measured gain of 0.68), duplicated stereo keeps the level. When nothing is
-queued (or when muted) the track sends silence, so RTP never stalls and the far end's jitter
-buffer keeps flowing.
+sender never sleeps: it awaits ``recv()``, then sends at once, so pacing lives here. Frame
+``k`` is due ``k`` x 20 ms of media time after the first; a frame due in the past is sent at
+once (and counted as late when more than one frame period behind). When nothing is queued (or
+when muted) the track sends silence, so RTP never stalls and the far end's jitter buffer keeps
+flowing.
+
+By default the track **pre-encodes**: ``recv()`` returns one ``av.Packet`` of 20 ms mono Opus
+(libopus, VoIP application) per frame, which aiortc's sender only packetizes. That skips the
+two costly steps of aiortc's own audio path: its pure-Python audio-level loop over every sample
+(``rtp.compute_audio_level_dbov``) and its encoder hop through the default executor. Silence,
+the common case in a call, is not encoded at all: a cached silence packet is sent. After
+audio, a few frames of zeros still go through the encoder (a tail) so that its look-ahead is
+flushed and its state settles on silence; switching between cached silence and encoder output
+then decodes like one continuous stream (no click). A mono Opus stream is legal on an
+``opus/48000/2`` RTP payload: decoders output it on both channels at full level.
+
+With ``preencode=False`` the track returns 20 ms ``av.AudioFrame``s of 48 kHz **s16 packed
+stereo with both channels equal** for aiortc to encode: its encoder upmixes mono frames at
+-3 dB (a measured gain of 0.68), duplicated stereo keeps the level.
+
+Either way :attr:`OutboundAudioTrack.last_pcm` holds the 48 kHz mono PCM of the frame last
+returned, so a subclass can record what was sent without decoding.
 
 Inbound, :class:`RemoteAudioReader` always drains a remote track (aiortc's receive queue is
 unbounded, so an undrained track grows memory), downmixes and resamples each frame to PCM at the
@@ -53,6 +68,17 @@ FRAME_SAMPLES = ms_to_samples(FRAME_MS, RTC_RATE)
 """Samples per channel in one outbound frame (960)."""
 _FRAME_S = FRAME_MS / 1000
 _TIME_BASE = fractions.Fraction(1, RTC_RATE)
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+_SILENCE.flags.writeable = False
+
+DEFAULT_BITRATE = 64_000
+"""Opus target bitrate of a pre-encoding track, in bit/s (VBR: speech averages about half).
+Below about 48 kbit/s libopus codes mono speech in SILK or hybrid mode, which keeps the sound
+but not the waveform (a fractional delay, less correlation with what was sent)."""
+TAIL_FRAMES = 3
+"""Frames of zeros encoded after audio before cached silence takes over: they flush the
+encoder's look-ahead and settle its state, so that the switch does not click."""
+_PRIME_FRAMES = 3
 
 AudioConsumer: TypeAlias = Callable[[PCM], None] | Sink
 """What :class:`RemoteAudioReader` feeds: a callback taking PCM, or a sink."""
@@ -63,7 +89,8 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     Feed it with :meth:`enqueue` (non-blocking) or :meth:`play` (a whole source, with
     backpressure); drop what is queued with :meth:`clear`; follow playback with
-    :attr:`played_ms` or ``on_frame_sent``.
+    :attr:`played_ms` or ``on_frame_sent``. Give it to ``RTCPeerConnection.addTrack``: aiortc
+    then calls :meth:`recv` for each 20 ms frame.
 
     Args:
         clock: the media clock that paces frames; a real-time :class:`MediaClock` if None.
@@ -71,6 +98,12 @@ class OutboundAudioTrack(MediaStreamTrack):
             ``stats()["dropped_ms"]``).
         on_frame_sent: called with :attr:`played_ms` after each frame that carried queued audio
             (to emit transcript deltas as the audio plays).
+        preencode: True (the default) to return mono Opus ``av.Packet``s encoded here, with
+            cached silence; False to return stereo ``av.AudioFrame``s for aiortc to encode.
+        bitrate: the Opus target bitrate in bit/s when pre-encoding (6000 to 510000).
+
+    Raises:
+        AudioFormatError: a bitrate out of libopus's range.
     """
 
     kind = "audio"
@@ -81,27 +114,52 @@ class OutboundAudioTrack(MediaStreamTrack):
         *,
         max_buffer_ms: float = 30_000,
         on_frame_sent: Callable[[float], None] | None = None,
+        preencode: bool = True,
+        bitrate: int = DEFAULT_BITRATE,
     ) -> None:
         super().__init__()
+        if not 6000 <= bitrate <= 510_000:
+            raise AudioFormatError(f"the Opus bitrate must be 6000..510000 bit/s, got {bitrate}")
         self.clock: Clock = clock if clock is not None else MediaClock()
         self.on_frame_sent = on_frame_sent
+        self.bitrate = bitrate
         self._buffer = PlayoutBuffer(RTC_RATE, capacity_ms=max_buffer_ms, prebuffer_ms=0)
         self._resamplers: dict[int, Resampler] = {}
+        self._scratch = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._stereo = np.zeros((1, 2 * FRAME_SAMPLES), dtype=np.int16)
-        self._pairs = self._stereo.reshape(-1, 2)
+        self._encoder: Any = None
+        self._silence_packet = b""
+        self._tail = 0
+        if preencode:
+            self._encoder = _opus_encoder(bitrate)
+            for _ in range(_PRIME_FRAMES):  # a settled encoder, and its silence packet
+                self._silence_packet = bytes(self._encode(_SILENCE))
         self._start: float | None = None
         self._muted = False
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.last_pcm: PCM = _SILENCE
+        """The 48 kHz mono PCM of the frame :meth:`recv` returned last, as sent (zeros for
+        silence and while muted): a new array for each frame with audio, a shared read-only
+        one for silence. Read it right after ``recv()`` to record what was sent."""
         self.frames = 0
         """Frames returned by :meth:`recv`."""
         self.silence_frames = 0
         """Frames that carried no queued audio (nothing queued, or muted)."""
+        self.encoded_frames = 0
+        """Frames :meth:`recv` ran through the track's Opus encoder: the frames with audio, plus
+        a tail of :data:`TAIL_FRAMES` frames of zeros after each stretch of audio. Cached
+        silence packets are not counted (0 without pre-encoding)."""
         self.late_frames = 0
         """Frames sent more than one frame period (20 ms of media time) after they were due."""
         self.max_lateness_ms = 0.0
         """Worst lateness of a frame, in media milliseconds."""
         self.samples_sent = 0
         """Queued 48 kHz samples consumed by sent frames (muted ones included)."""
+
+    @property
+    def preencode(self) -> bool:
+        """True when :meth:`recv` returns Opus packets encoded by the track."""
+        return self._encoder is not None
 
     # -- input side ------------------------------------------------------------------------
 
@@ -198,6 +256,7 @@ class OutboundAudioTrack(MediaStreamTrack):
             "late_frames": self.late_frames,
             "max_lateness_ms": self.max_lateness_ms,
             "silence_frames": self.silence_frames,
+            "encoded_frames": self.encoded_frames,
             "queued_ms": buffer.buffered_ms,
             "played_ms": self.played_ms,
             "dropped_ms": samples_to_ms(buffer.dropped_samples, RTC_RATE),
@@ -206,8 +265,13 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     # -- output side (aiortc) --------------------------------------------------------------
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet | av.AudioFrame:
         """Return the next 20 ms frame when it is due (called by aiortc's sender).
+
+        Returns:
+            With pre-encoding, an ``av.Packet`` of mono Opus (``pts`` in samples, ``time_base``
+            1/48000); otherwise an ``av.AudioFrame`` of s16 packed stereo. Either way
+            :attr:`last_pcm` then holds the frame's PCM.
 
         Raises:
             MediaStreamError: the track was stopped.
@@ -231,29 +295,23 @@ class OutboundAudioTrack(MediaStreamTrack):
             if lateness_ms > FRAME_MS:
                 self.late_frames += 1
 
-        pairs = self._pairs
-        got = self._buffer.read_into(pairs[:, 0])
-        if self._muted:
-            pairs.fill(0)
-        else:
-            pairs[:, 1] = pairs[:, 0]
-        frame = av.AudioFrame.from_ndarray(self._stereo, format="s16", layout="stereo")
-        frame.sample_rate = RTC_RATE
-        frame.pts = index * FRAME_SAMPLES
-        frame.time_base = _TIME_BASE
+        got = self._buffer.read_into(self._scratch)
+        pcm = self._scratch.copy() if got and not self._muted else _SILENCE
+        self.last_pcm = pcm
+        out = self._packet(pcm) if self._encoder is not None else self._frame(pcm)
+        out.pts = index * FRAME_SAMPLES
+        out.time_base = _TIME_BASE
         self.frames = index + 1
 
         if got:
             self.samples_sent += got
             if self._waiters:
                 self._wake_waiters()
-            if self._muted:
-                self.silence_frames += 1
-            elif self.on_frame_sent is not None:
-                self.on_frame_sent(self.played_ms)
-        else:
+        if pcm is _SILENCE:
             self.silence_frames += 1
-        return frame
+        elif self.on_frame_sent is not None:
+            self.on_frame_sent(self.played_ms)
+        return out
 
     def stop(self) -> None:
         """End the track: ``recv()`` raises MediaStreamError, waiters in ``play()`` return."""
@@ -261,6 +319,34 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._wake_waiters()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _packet(self, pcm: PCM) -> av.Packet:
+        """The Opus packet for one frame: encoded, a tail of encoded zeros, or cached silence."""
+        if pcm is not _SILENCE:
+            self._tail = TAIL_FRAMES
+        elif self._tail:
+            self._tail -= 1
+        else:
+            return av.Packet(self._silence_packet)
+        self.encoded_frames += 1
+        return self._encode(pcm)
+
+    def _encode(self, pcm: PCM) -> av.Packet:
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RTC_RATE
+        packets = self._encoder.encode(frame)
+        if len(packets) != 1:  # libopus encodes each full frame at once: never seen otherwise
+            raise RuntimeError(f"libopus returned {len(packets)} packets for one frame")
+        return cast(av.Packet, packets[0])
+
+    def _frame(self, pcm: PCM) -> av.AudioFrame:
+        """The stereo frame for aiortc's encoder: ``pcm`` on both channels."""
+        pairs = self._stereo.reshape(-1, 2)
+        pairs[:, 0] = pcm
+        pairs[:, 1] = pcm
+        frame = av.AudioFrame.from_ndarray(self._stereo, format="s16", layout="stereo")
+        frame.sample_rate = RTC_RATE
+        return frame
 
     async def _wait_until_queued_at_most(self, samples: int) -> None:
         if self._buffer.buffered <= samples or self.readyState != "live":
@@ -286,6 +372,19 @@ class OutboundAudioTrack(MediaStreamTrack):
             else:
                 keep.append((samples, fut))
         self._waiters = keep
+
+
+
+def _opus_encoder(bitrate: int) -> Any:
+    """A libopus encoder for 20 ms frames of 48 kHz mono s16, VoIP application."""
+    codec = cast(Any, av.CodecContext.create("libopus", "w"))
+    codec.bit_rate = bitrate
+    codec.sample_rate = RTC_RATE
+    codec.layout = "mono"
+    codec.format = "s16"
+    codec.time_base = _TIME_BASE
+    codec.options = {"application": "voip"}
+    return codec
 
 
 class RemoteAudioReader:

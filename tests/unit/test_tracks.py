@@ -19,7 +19,7 @@ from livetalk.audio.resample import resample
 from livetalk.audio.sinks import BufferSink
 from livetalk.audio.sources import ArraySource
 from livetalk.errors import AudioFormatError
-from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
+from livetalk.transport.tracks import TAIL_FRAMES, OutboundAudioTrack, RemoteAudioReader
 
 
 def sine(rate: int, seconds: float, freq: float = 440.0, amp: float = 8000) -> np.ndarray:
@@ -31,18 +31,61 @@ def channels(frame: av.AudioFrame) -> np.ndarray:
     return frame.to_ndarray().reshape(-1, 2)
 
 
-async def pull(track: OutboundAudioTrack, n: int) -> list[av.AudioFrame]:
+async def pull(track: OutboundAudioTrack, n: int) -> list[Any]:
     return [await track.recv() for _ in range(n)]
 
 
-# -- OutboundAudioTrack: frames ----------------------------------------------------------------
+async def pull_pcm(track: OutboundAudioTrack, n: int) -> np.ndarray:
+    """The 48 kHz PCM of the next ``n`` frames, as the track reports having sent it."""
+    out = []
+    for _ in range(n):
+        await track.recv()
+        out.append(track.last_pcm)
+    return np.concatenate(out)
 
 
-async def test_frames_are_20ms_stereo_s16_with_incrementing_pts() -> None:
+def decode(packets: list[av.Packet]) -> np.ndarray:
+    """The packets through aiortc's receive path (its Opus decoder): (samples, 2) int16."""
+    decoder = OpusDecoder()
+    out = []
+    for packet in packets:
+        timestamp = OpusEncoder().pack(packet)[1]  # what aiortc's sender puts in RTP
+        for frame in decoder.decode(JitterFrame(bytes(packet), timestamp)):
+            out.append(channels(frame))
+    return np.concatenate(out)
+
+
+@pytest.fixture(params=[True, False], ids=["preencode", "frames"])
+def preencode(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+# -- OutboundAudioTrack: what recv() returns ---------------------------------------------------
+
+
+async def test_packets_are_20ms_mono_opus_with_incrementing_pts() -> None:
     track = OutboundAudioTrack(ManualClock(autoadvance=True))
-    assert track.kind == "audio"
+    assert track.kind == "audio" and track.preencode
+    track.enqueue(sine(48000, 0.04), 48000)
+    packets = await pull(track, 4)
+    for k, packet in enumerate(packets):
+        assert isinstance(packet, av.Packet)
+        assert packet.pts == 960 * k
+        assert packet.time_base == fractions.Fraction(1, 48000)
+        assert OpusEncoder().pack(packet)[1] == 960 * k  # aiortc's RTP timestamp
+        assert not bytes(packet)[0] & 0x04  # TOC: a mono packet
+    decoded = decode(packets)
+    assert decoded.shape == (4 * 960, 2)
+    assert (decoded[:, 0] == decoded[:, 1]).all()  # decoders put mono on both channels
+    assert track.stats()["frames"] == 4
+
+
+async def test_frames_without_preencoding_are_20ms_stereo_s16() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=False)
+    assert not track.preencode
     frames = await pull(track, 3)
     for k, frame in enumerate(frames):
+        assert isinstance(frame, av.AudioFrame)
         assert frame.samples == 960
         assert frame.format.name == "s16" and not frame.format.is_planar
         assert frame.layout.name == "stereo"
@@ -50,48 +93,95 @@ async def test_frames_are_20ms_stereo_s16_with_incrementing_pts() -> None:
         assert frame.time_base == fractions.Fraction(1, 48000)
         assert frame.pts == 960 * k
         assert frame.to_ndarray().shape == (1, 1920)
-    assert track.stats()["frames"] == 3
+    assert track.encoded_frames == 0
 
 
-async def test_silence_when_nothing_is_queued() -> None:
-    track = OutboundAudioTrack(ManualClock(autoadvance=True))
-    frames = await pull(track, 5)
-    assert not any(f.to_ndarray().any() for f in frames)
+async def test_stereo_frames_carry_last_pcm_on_both_channels() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=False)
+    track.enqueue(sine(48000, 0.02), 48000)
+    frame = await track.recv()
+    assert (channels(frame)[:, 0] == track.last_pcm).all()
+    assert (channels(frame)[:, 1] == track.last_pcm).all()
+    assert track.last_pcm.tolist() == sine(48000, 0.02).tolist()
+
+
+async def test_bitrate_is_validated_and_applied() -> None:
+    with pytest.raises(AudioFormatError, match="bitrate"):
+        OutboundAudioTrack(ManualClock(), bitrate=1000)
+    sizes = {}
+    for bitrate in (16_000, 64_000):
+        track = OutboundAudioTrack(ManualClock(autoadvance=True), bitrate=bitrate)
+        track.enqueue(sine(48000, 0.5, freq=1000), 48000)
+        sizes[bitrate] = np.mean([len(bytes(p)) for p in await pull(track, 25)])
+    assert sizes[64_000] > 2 * sizes[16_000]
+
+
+# -- OutboundAudioTrack: content -------------------------------------------------------------
+
+
+async def test_silence_when_nothing_is_queued(preencode: bool) -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=preencode)
+    assert not (await pull_pcm(track, 5)).any()
     assert track.silence_frames == 5 and track.samples_sent == 0
 
 
-async def test_queued_audio_is_resampled_and_duplicated_on_both_channels() -> None:
+async def test_silence_is_a_cached_packet_with_no_encoding() -> None:
     track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    idle = await pull(track, 5)
+    assert track.encoded_frames == 0
+    assert len({bytes(p) for p in idle}) == 1
+    assert np.abs(decode(idle)).max() <= 2  # digital silence, give or take the codec's LSB
+    track.enqueue(sine(48000, 0.04), 48000)
+    sent = await pull(track, 10)
+    assert track.encoded_frames == 2 + TAIL_FRAMES  # the audio, then a tail of zeros
+    assert track.silence_frames == 5 + 8
+    after = [bytes(p) for p in sent[2 + TAIL_FRAMES :]]
+    assert after == [bytes(idle[0])] * (8 - TAIL_FRAMES)
+    assert [p.pts for p in sent] == [960 * k for k in range(5, 15)]
+    assert track.stats()["encoded_frames"] == 2 + TAIL_FRAMES
+
+
+async def test_queued_audio_is_resampled(preencode: bool) -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=preencode)
     pcm = sine(24000, 0.2)
     track.enqueue(pcm[:2400], 24000)
     track.enqueue(pcm[2400:], 24000)
     track.flush_input()
     expected = resample(pcm, 24000, 48000)
-    frames = await pull(track, 11)
-    pairs = np.concatenate([channels(f) for f in frames])
-    assert (pairs[:, 0] == pairs[:, 1]).all()
-    assert pairs[: expected.size, 0].tolist() == expected.tolist()
-    assert not pairs[expected.size :].any()
+    sent = await pull_pcm(track, 11)
+    assert sent[: expected.size].tolist() == expected.tolist()
+    assert not sent[expected.size :].any()
     assert track.samples_sent == expected.size
     assert track.played_ms == pytest.approx(200.0, abs=0.1)
     assert track.silence_frames == 1
     assert track.queued_ms == 0.0
 
 
+async def test_last_pcm_is_not_overwritten_by_later_frames(preencode: bool) -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=preencode)
+    track.enqueue(np.full(960 * 2, 1234, dtype=np.int16), 48000)
+    await track.recv()
+    first = track.last_pcm
+    track.enqueue(np.full(960, -5, dtype=np.int16), 48000)
+    await pull(track, 2)
+    assert (first == 1234).all() and (track.last_pcm == -5).all()
+    await track.recv()  # silence: the shared array, read-only
+    assert not track.last_pcm.any() and not track.last_pcm.flags.writeable
+
+
 async def test_returned_frames_do_not_share_the_track_buffer() -> None:
-    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=False)
     track.enqueue(np.full(960, 1234, dtype=np.int16), 48000)
     first = await track.recv()
     await track.recv()  # silence, built in the same scratch buffer
     assert (first.to_ndarray() == 1234).all()
 
 
-async def test_enqueue_48k_is_sent_bit_exact() -> None:
-    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+async def test_enqueue_48k_is_sent_bit_exact(preencode: bool) -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=preencode)
     pcm = np.arange(-960, 960, dtype=np.int16)
     track.enqueue(pcm, 48000)
-    frames = await pull(track, 2)
-    assert np.concatenate([channels(f)[:, 0] for f in frames]).tolist() == pcm.tolist()
+    assert (await pull_pcm(track, 2)).tolist() == pcm.tolist()
 
 
 async def test_enqueue_validation() -> None:
@@ -108,7 +198,6 @@ async def test_overflow_drops_oldest_and_counts() -> None:
     track.enqueue(np.full(960, 2, dtype=np.int16), 48000)
     assert track.stats()["dropped_ms"] == 20.0
     assert track.queued_ms == 100.0
-
 
 # -- OutboundAudioTrack: pacing -----------------------------------------------------------------
 
@@ -169,30 +258,37 @@ async def test_stop_ends_recv_and_wakes_sleeper() -> None:
 # -- OutboundAudioTrack: mute, clear, play ---------------------------------------------------
 
 
-async def test_mute_sends_silence_but_keeps_time() -> None:
-    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+async def test_mute_sends_silence_but_keeps_time(preencode: bool) -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=preencode)
     track.enqueue(np.full(960 * 4, 500, dtype=np.int16), 48000)
     track.mute()
     assert track.muted
     muted = await pull(track, 2)
-    assert not any(f.to_ndarray().any() for f in muted)
+    assert not track.last_pcm.any()
     assert track.samples_sent == 1920 and track.silence_frames == 2
+    assert track.encoded_frames == 0
+    if preencode:
+        assert np.abs(decode(muted)).max() <= 2
+    else:
+        assert not any(f.to_ndarray().any() for f in muted)
     track.unmute()
-    loud = await pull(track, 2)
-    assert all((f.to_ndarray() == 500).all() for f in loud)
+    assert ((await pull_pcm(track, 2)) == 500).all()
+    assert track.encoded_frames == (2 if preencode else 0)
 
 
-async def test_clear_drops_queue_with_short_fade() -> None:
-    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+async def test_clear_drops_queue_with_short_fade(preencode: bool) -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=preencode)
     track.enqueue(np.full(48000, 10000, dtype=np.int16), 48000)
     await pull(track, 2)
     dropped = track.clear()
     assert dropped == pytest.approx(1000 - 40 - 5)
     assert track.queued_ms == pytest.approx(5.0)
-    fade = channels(await track.recv())[:, 0]
+    fade = await pull_pcm(track, 1)
     assert fade[0] > 9900 and 0 < fade[239] < 100 and not fade[240:].any()
     assert fade[0] >= fade[100] >= fade[200]
     assert track.stats()["cleared_ms"] == pytest.approx(dropped)
+    await pull(track, 10)
+    assert track.encoded_frames == (3 + TAIL_FRAMES if preencode else 0)
 
 
 async def test_on_frame_sent_reports_played_position() -> None:
@@ -203,24 +299,24 @@ async def test_on_frame_sent_reports_played_position() -> None:
     assert positions == [20.0, 40.0, 50.0]
 
 
-async def test_play_applies_backpressure_and_sends_everything() -> None:
-    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+async def test_play_applies_backpressure_and_sends_everything(preencode: bool) -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=preencode)
     pcm = sine(24000, 1.0)
     source = ArraySource(pcm, 24000)
     player = asyncio.create_task(track.play(source, high_water_ms=200))
     peak_queued = 0.0
-    frames = []
+    sent = []
     while not player.done() or track.queued_ms:
         await asyncio.sleep(0)
         peak_queued = max(peak_queued, track.queued_ms)
-        frames.append(await track.recv())
+        await track.recv()
+        sent.append(track.last_pcm)
     await player
     assert source.closed
     assert peak_queued <= 200 + 100 + 1  # the high-water mark plus one 100 ms chunk
-    sent = np.concatenate([channels(f)[:, 0] for f in frames])
     expected = resample(pcm, 24000, 48000)
     assert track.samples_sent == expected.size
-    assert sent[: expected.size].tolist() == expected.tolist()
+    assert np.concatenate(sent)[: expected.size].tolist() == expected.tolist()
 
 
 async def test_wait_drained() -> None:
@@ -248,7 +344,7 @@ async def test_play_returns_when_the_track_stops() -> None:
     await track.wait_drained()
 
 
-# -- Opus level ------------------------------------------------------------------------------
+# -- Opus level and continuity ---------------------------------------------------------------
 
 
 def _opus_round_trip(frames: list[av.AudioFrame]) -> np.ndarray:
@@ -268,8 +364,23 @@ def _level_gain(decoded: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sqrt(np.mean(steady**2) / np.mean(ref**2)))
 
 
-async def test_level_survives_aiortc_opus_encoder() -> None:
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+async def test_preencoded_level_survives_aiortc_opus_decoder() -> None:
     track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    pcm = sine(48000, 1.0, freq=440, amp=8000)
+    track.enqueue(pcm, 48000)
+    decoded = decode(await pull(track, 50))
+    for channel in (0, 1):
+        assert _level_gain(decoded[:, channel], pcm) == pytest.approx(1.0, abs=0.08)
+    # what RemoteAudioReader hands out: the downmix of both channels
+    assert _level_gain(decoded.mean(axis=1), pcm) == pytest.approx(1.0, abs=0.08)
+
+
+async def test_level_survives_aiortc_opus_encoder() -> None:
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=False)
     pcm = sine(48000, 1.0, freq=440, amp=8000)
     track.enqueue(pcm, 48000)
     frames = await pull(track, 50)
@@ -285,6 +396,35 @@ async def test_level_survives_aiortc_opus_encoder() -> None:
         frame.time_base = fractions.Fraction(1, 48000)
         mono.append(frame)
     assert _level_gain(_opus_round_trip(mono), pcm) < 0.8
+
+
+async def test_switching_to_cached_silence_and_back_does_not_click() -> None:
+    first = sine(48000, 0.4, freq=440)
+    second = sine(48000, 0.4, freq=660)
+    gap = 15 * 960
+
+    # The reference: one continuous stream, every frame (the gap's zeros too) encoded.
+    continuous = OutboundAudioTrack(ManualClock(autoadvance=True))
+    idle = await pull(continuous, 10)
+    continuous.enqueue(np.concatenate([first, np.zeros(gap, np.int16), second]), 48000)
+    reference = decode(idle + await pull(continuous, 20 + 15 + 20 + 10))[:, 0].astype(np.int32)
+
+    # The same timeline with the gap sent as a tail of zeros, then cached silence.
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    sent = await pull(track, 10)
+    track.enqueue(first, 48000)
+    sent += await pull(track, 20 + 15)
+    track.enqueue(second, 48000)
+    sent += await pull(track, 20 + 10)
+    assert track.encoded_frames == 40 + 2 * TAIL_FRAMES < continuous.encoded_frames
+    decoded = decode(sent)[:, 0].astype(np.int32)
+
+    assert _rms(decoded - reference) < 0.02 * _rms(second)
+    # the gap after the tail decodes as silence, and the second tone starts cleanly
+    tail_end = (10 + 20 + TAIL_FRAMES) * 960 + 312  # plus the encoder's look-ahead
+    assert np.abs(decoded[tail_end : 45 * 960]).max() < 300
+    onset = slice(45 * 960, 47 * 960)
+    assert np.abs(decoded[onset] - reference[onset]).max() < 0.1 * 8000  # a 0-1 frame tail: > 7000
 
 
 # -- RemoteAudioReader -------------------------------------------------------------------------

@@ -5,9 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector, VadEvent
+from livetalk.audio.vad import (
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+    VadEvent,
+    speech_span,
+)
 from livetalk.errors import AudioFormatError, ConfigError
-from tests.speech_helpers import FIVE_GAPS_S, FIVE_PHRASES, Turns, feed_in_chunks, make_turns
+from tests.speech_helpers import (
+    DEMO_PHRASES,
+    FIVE_GAPS_S,
+    FIVE_PHRASES,
+    Turns,
+    feed_in_chunks,
+    make_turns,
+)
 
 # Measured on these recordings: start_ms + 300 lands 22 ms before to 96 ms after the audible
 # onset; end_ms lands 6 to 137 ms after the audible end (webrtcvad's own hangover).
@@ -81,13 +94,51 @@ def test_silence_and_noise_alone_give_no_turn() -> None:
         assert detector.force_end() is None
 
 
-def test_speech_at_stream_start_waits_for_ignore_first_ms() -> None:
-    turns = make_turns(FIVE_PHRASES[:1], [], 24000, lead_s=0.1)
-    late = _pairs(feed_in_chunks(TurnDetector(24000), turns.pcm, 2400))
-    early = _pairs(feed_in_chunks(TurnDetector(24000, ignore_first_ms=0), turns.pcm, 2400))
-    assert early[0][0].start_ms == 0  # onset at ~100 ms, less 300 ms of padding, clamped
-    assert late[0][0].start_ms >= 500 - 300
-    assert len(late) == len(early) == 1
+def _events_with_time(detector: TurnDetector, pcm: np.ndarray) -> list[tuple[int, VadEvent]]:
+    """Feed 20 ms at a time; each event with the stream time at which it came out."""
+    out = []
+    for i in range(0, pcm.size, 480):
+        out += [(detector.stream_ms, e) for e in detector.feed(pcm[i:i + 480])]
+    return out
+
+
+def test_ignore_first_ms_counts_from_the_first_sound_and_delays_without_clipping() -> None:
+    turns = make_turns(FIVE_PHRASES[:1], [], 24000, lead_s=1.0)  # 1 s of digital silence first
+    first_sound_ms = np.flatnonzero(turns.pcm)[0] * 1000 / 24000
+    eager = _events_with_time(TurnDetector(24000), turns.pcm)
+    patient = _events_with_time(TurnDetector(24000, ignore_first_ms=500), turns.pcm)
+    assert eager[0][0] < first_sound_ms + 500 <= patient[0][0]
+    # the onset is still found: speech that began inside the ignored time keeps its start
+    assert [e for _, e in patient] == [e for _, e in eager]
+    _check_turns([e for _, e in patient], turns, TurnDetector(24000))
+
+
+def test_noise_onset_after_digital_silence_starts_no_false_turn() -> None:
+    # A call's track sends zeros until the recording starts; noise whose first frame holds
+    # only 4 ms of it made webrtcvad take the noise for speech for seconds.
+    noisy = make_turns(DEMO_PHRASES, [3.2, 3.2], 24000, snr_db=10, seed=7, tail_s=1.5)
+    lead = 24 * 28
+    pcm = np.concatenate((np.zeros(lead, dtype=np.int16), noisy.pcm))
+    turns = Turns(pcm, 24000, [(a + 28, b + 28) for a, b in noisy.bounds_ms])
+    detector = TurnDetector.from_threshold(24000, 0.5, silence_duration_ms=700)
+    _check_turns(feed_in_chunks(detector, pcm, 480), turns, detector)
+    ungated = TurnDetector(24000, aggressiveness=2, silence_duration_ms=700, margin_db=0)
+    started = [e for e in feed_in_chunks(ungated, pcm, 480) if isinstance(e, SpeechStarted)]
+    assert started[0].start_ms == 0  # without the energy gate: a turn from the noise onset
+
+
+def test_speech_span_trims_silence_and_noise_around_speech() -> None:
+    turns = make_turns(FIVE_PHRASES[3:4], [], 24000, lead_s=1.5, tail_s=1.0, snr_db=10)
+    (true_start, true_end), = turns.bounds_ms
+    span = speech_span(turns.pcm, 24000)
+    assert span is not None
+    start_ms, end_ms = (i * 1000 / 24000 for i in span)
+    assert true_start - 400 <= start_ms <= true_start
+    assert END_TOLERANCE_MS[0] <= end_ms - true_end <= END_TOLERANCE_MS[1]
+    cut = int(true_end * 24) - 2400  # speech still going on at the end of the buffer
+    assert speech_span(turns.pcm[:cut], 24000) == (span[0], cut)
+    noise = np.random.default_rng(0).normal(0, 600, 24000 * 2).astype(np.int16)
+    assert speech_span(noise, 24000) is None
 
 
 def test_force_end_closes_the_turn_at_the_stream_position() -> None:
@@ -127,8 +178,10 @@ def test_reset_drops_the_turn_and_keeps_the_clock() -> None:
 @pytest.mark.parametrize(
     ("threshold", "mode"), [(0.0, 0), (0.3, 1), (0.5, 2), (0.74, 2), (0.75, 3), (1.0, 3)]
 )
-def test_from_threshold_maps_to_aggressiveness(threshold: float, mode: int) -> None:
-    assert TurnDetector.from_threshold(24000, threshold).aggressiveness == mode
+def test_from_threshold_maps_to_aggressiveness_and_margin(threshold: float, mode: int) -> None:
+    detector = TurnDetector.from_threshold(24000, threshold)
+    assert detector.aggressiveness == mode
+    assert detector.margin_db == pytest.approx(6 * threshold)
 
 
 @pytest.mark.parametrize(
@@ -143,6 +196,7 @@ def test_from_threshold_maps_to_aggressiveness(threshold: float, mode: int) -> N
         {"end_ratio": 0.7},
         {"prefix_padding_ms": -1},
         {"min_speech_ms": 400},
+        {"margin_db": -1.0},
     ],
 )
 def test_invalid_settings_raise_config_error(kwargs: dict[str, object]) -> None:
@@ -157,6 +211,8 @@ def test_from_threshold_rejects_bad_thresholds(threshold: object) -> None:
         TurnDetector.from_threshold(24000, threshold)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         TurnDetector.from_threshold(24000, 0.5, aggressiveness=1)
+    with pytest.raises(ConfigError):
+        TurnDetector.from_threshold(24000, 0.5, margin_db=1.0)
 
 
 def test_feed_rejects_non_pcm() -> None:
