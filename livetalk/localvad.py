@@ -2,7 +2,8 @@
 
 When server VAD is not wanted (or not available), livetalk detects turns itself with
 webrtcvad (:class:`~livetalk.audio.vad.TurnDetector`: a windowed end rule that holds at 10 dB
-SNR where a consecutive-silence rule fails; the first ~0.5 s ignored while it adapts):
+SNR where a consecutive-silence rule fails, and an energy gate over a noise floor that keeps
+webrtcvad's adaptation from starting false turns):
 
 * **local** (``livetalk.connect(vad=LocalVAD())``): the session runs with
   ``turn_detection: null``; each detected turn is committed with

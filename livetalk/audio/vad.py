@@ -3,7 +3,8 @@
 :class:`TurnDetector` is sans-I/O: feed it int16 mono chunks of any size with
 :meth:`~TurnDetector.feed` and it returns the :class:`SpeechStarted` and :class:`SpeechStopped`
 events those samples complete. It serves the local server's ``server_vad`` and the client's
-local-VAD fallback.
+local-VAD fallback. :func:`speech_span` finds the speech in a whole recording, to trim a
+committed buffer before a recogniser that copes badly with long silences.
 
 Theory of operation
 -------------------
@@ -14,14 +15,14 @@ resampler latency beyond 1 ms).
 
 A frame counts as voiced only if webrtcvad says so *and* its energy is at least ``margin_db``
 above the noise floor (the energy gate). The floor is the minimum, over the last 2 s, of the
-frame energy smoothed by a median of 3 frames; frames of digital silence (all zeros) before the
-first sound are left out of it, so it starts at the first sound's level; later ones count as
-0 dB. The gate exists because webrtcvad learns its noise model from the signal and can lock
+frame energy smoothed by a running median over 90 ms; frames of digital silence (all zeros)
+before the first sound are left out of it, so it starts at the first sound's level; later ones
+count as 0 dB. The gate exists because webrtcvad learns its noise model from the signal and can lock
 onto noise: after digital silence (a call's track idles on zeros until the file or microphone
 starts, or is muted) a noise onset whose first frame is quieter than the rest (the onset lands
 inside a frame, or Opus ramps it in) makes webrtcvad call the noise speech for seconds, which
 started a false turn at the noise onset and merged it with the first phrase. Before a floor
-exists (the first 3 frames of sound) no frame counts.
+exists (the first 90 ms of sound) no frame counts.
 
 The verdicts then go through windowed rules, which held up where "N consecutive frames" rules
 failed in noise (``field-notes.md`` section 4):
@@ -43,7 +44,8 @@ Measured (espeak-ng phrases, white noise, 30 ms frames; onset = ``start_ms`` +
 
 * five phrases (gaps 1.2-2 s) with noise from the first sample, 10 seeds, modes 2 and 3:
   10 dB 10/10 both before and after the gate (onset -24..+95 ms, end +6..+123 ms with it);
-  5 dB 5/5 seeds with the gate, 0/5 without; clean 1/1 both.
+  5 dB 5/5 seeds with the gate, 0/5 without; clean 1/1 both. With 10 ms frames (5 seeds,
+  modes 2 and 3) 10/10 with the gate, 7/10 without; 20 ms frames 10/10 both.
 * the three-phrase recording of ``tests/integration/test_turn_detection_paths.py`` after 0 to
   1000 ms of digital silence (7 offsets, 3 seeds), through Opus (server path, mode 2) and
   through the sent-audio tap (local path, mode 3): at 10 dB, without the gate 7/21 and 13/21
@@ -80,8 +82,8 @@ _FIR_CUTOFF = 0.9
 """Low-pass cutoff as a fraction of the decimated signal's Nyquist frequency."""
 _FLOOR_WINDOW_MS = 2000
 """The noise floor is the minimum smoothed frame energy over this much recent sound."""
-_FLOOR_SMOOTH = 3
-"""Frames in the running median that smooths the energy before the floor's minimum."""
+_FLOOR_SMOOTH_MS = 90
+"""Span of the running median that smooths the frame energy before the floor's minimum."""
 _SILENT_POWER = 1.0
 """Mean square (int16 units) below which a frame is digital silence, not sound."""
 _ONSET_GAP_MS = 240
@@ -235,7 +237,7 @@ class TurnDetector:
         # the onset may be taken back across the whole flag history
         self._keep_ms = prefix_padding_ms + (history + 1) * frame_ms
         self._first_eligible: int | None = None  # the first frame that may start a turn
-        self._recent_db: deque[float] = deque(maxlen=_FLOOR_SMOOTH)
+        self._recent_db: deque[float] = deque(maxlen=_FLOOR_SMOOTH_MS // frame_ms)
         self._smoothed_db: deque[float] = deque(maxlen=max(1, _FLOOR_WINDOW_MS // frame_ms))
         self._fed = 0
         self._audio = _SampleBuffer()
@@ -366,10 +368,11 @@ class TurnDetector:
                 return False
             self._first_eligible = self._frames + self._ignore_frames
         level_db = 10.0 * math.log10(max(power, _SILENT_POWER))
-        self._recent_db.append(level_db)
-        if len(self._recent_db) < _FLOOR_SMOOTH:
+        recent = self._recent_db
+        recent.append(level_db)
+        if len(recent) < (recent.maxlen or 1):
             return False
-        self._smoothed_db.append(sorted(self._recent_db)[_FLOOR_SMOOTH // 2])
+        self._smoothed_db.append(sorted(recent)[len(recent) // 2])
         return level_db >= min(self._smoothed_db) + self.margin_db
 
     def _on_frame(self, raw: bool, voiced: bool) -> VadEvent | None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from livetalk.audio.format import PCM, check_pcm, check_rate, rms_dbfs
 from livetalk.audio.resample import resample
+from livetalk.audio.vad import speech_span
 from livetalk.errors import ConfigError, LivetalkError
 
 __all__ = [
@@ -184,6 +185,11 @@ class PocketSphinxTranscriber:
         """
         check_pcm(pcm)
         audio = resample(pcm, check_rate(rate), ASR_RATE)
+        # decode only the speech: a committed buffer may hold seconds of silence or noise
+        # around it (push-to-talk, local VAD), which pocketsphinx maps to a wrong phrase
+        span = speech_span(audio, ASR_RATE)
+        if span is not None:
+            audio = audio[span[0]:span[1]]
         if rms_dbfs(audio) < _SILENCE_DBFS:
             return ""
         pad = np.zeros(round(_PAD_S * ASR_RATE), dtype=np.float64)

@@ -39,8 +39,8 @@ class _TappedTrack(OutboundAudioTrack):
     async def recv(self) -> Any:
         frame = await super().recv()
         if self.on_sent is not None:
-            left = frame.to_ndarray()[0, 0::2].astype(np.int32)  # 48 kHz, first channel
-            self.on_sent(((left[0::2] + left[1::2]) >> 1).astype(np.int16))
+            pcm = self.last_pcm.astype(np.int32)  # what this frame carries, 48 kHz mono
+            self.on_sent(((pcm[0::2] + pcm[1::2]) >> 1).astype(np.int16))
         return frame
 
 log = logging.getLogger("livetalk.webrtc")
