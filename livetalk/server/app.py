@@ -288,7 +288,11 @@ class LocalServer:
     # ---------------------------------------------------------------- /realtime/calls
     async def _read_offer(self, request: web.Request) -> tuple[str, dict[str, Any] | None]:
         if request.content_type != "multipart/form-data":
-            return await request.text(), None
+            body = await request.read()
+            try:
+                return body.decode("utf-8"), None
+            except UnicodeDecodeError:
+                return "", None  # not text, so not SDP: answered as invalid_offer
         try:
             form = await _read_form(request, MAX_BODY_BYTES)
         except ValueError:
