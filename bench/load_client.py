@@ -6,6 +6,8 @@ opens ``--calls`` calls to a tone peer (:mod:`bench.echo_peer`), streams a tone 
 process CPU seconds over the window (all threads: ``resource.getrusage``), CPU per call-second,
 the send lateness of every paced frame (p50/p99/max, histogram, share over 20 ms), event-loop
 lag, and the audio received per call. Pinning happens first, so every thread inherits it.
+With ``--server-pid`` it also reads that process's CPU time (``/proc/PID/stat``, Linux) over
+the same window: the far end's cost per call-second.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process (all its threads), from ``/proc``."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _loop_lag(samples: list[float]) -> None:
     while True:
         t = time.monotonic()
@@ -42,7 +51,8 @@ async def _loop_lag(samples: list[float]) -> None:
         samples.append((time.monotonic() - t - 0.01) * 1000)
 
 
-async def run_load(impl: str, url: str, calls: int, seconds: float) -> dict[str, Any]:
+async def run_load(impl: str, url: str, calls: int, seconds: float,
+                   server_pid: int | None = None) -> dict[str, Any]:
     """Run the load and return the figures (see the module docstring)."""
     feed_s = seconds + _WARMUP_S + 2
     sends: list[list[tuple[int, float]]] = []
@@ -66,9 +76,11 @@ async def run_load(impl: str, url: str, calls: int, seconds: float) -> dict[str,
         lag_task = asyncio.ensure_future(_loop_lag(lag))
         await asyncio.sleep(_WARMUP_S)
         received0 = [_received_ms(c) for c in opened]
+        server0 = _process_cpu_s(server_pid) if server_pid is not None else 0.0
         start, cpu0 = time.monotonic(), _cpu_s()
         await asyncio.sleep(seconds)
         end, cpu = time.monotonic(), _cpu_s() - cpu0
+        server = _process_cpu_s(server_pid) - server0 if server_pid is not None else None
         received = [_received_ms(c) - r for c, r in zip(opened, received0, strict=True)]
         lag_task.cancel()
     finally:
@@ -76,7 +88,7 @@ async def run_load(impl: str, url: str, calls: int, seconds: float) -> dict[str,
             await (call.close() if impl == "livetalk" else call.close(url, API_KEY))
     late = np.concatenate([
         lateness_ms(log)[[start <= t <= end for _, t in log]] for log in sends if log])
-    return {
+    result: dict[str, Any] = {
         "impl": impl, "calls": calls, "seconds": round(end - start, 3),
         "cpu_s": round(cpu, 3),
         "cpu_ms_per_call_s": round(cpu * 1000 / (calls * (end - start)), 2),
@@ -91,6 +103,9 @@ async def run_load(impl: str, url: str, calls: int, seconds: float) -> dict[str,
         "received_share": round(float(np.median(received)) / ((end - start) * 1000), 3),
         "pinned_cpus": sorted(os.sched_getaffinity(0)),
     }
+    if server is not None:
+        result["server_cpu_ms_per_call_s"] = round(server * 1000 / (calls * (end - start)), 2)
+    return result
 
 
 def _received_ms(call: Any) -> float:
@@ -108,10 +123,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--cpu", type=int, default=None, help="pin the process to this core")
+    parser.add_argument("--server-pid", type=int, default=None,
+                        help="also measure this process's CPU over the window")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    print(json.dumps(asyncio.run(run_load(args.impl, args.url, args.calls, args.seconds))))
+    print(json.dumps(asyncio.run(
+        run_load(args.impl, args.url, args.calls, args.seconds, args.server_pid))))
 
 
 if __name__ == "__main__":

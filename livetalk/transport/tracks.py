@@ -265,7 +265,7 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     # -- output side (aiortc) --------------------------------------------------------------
 
-    async def recv(self) -> av.Packet | av.AudioFrame:
+    async def recv(self) -> av.Packet[Any] | av.AudioFrame:
         """Return the next 20 ms frame when it is due (called by aiortc's sender).
 
         Returns:
@@ -320,7 +320,7 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _packet(self, pcm: PCM) -> av.Packet:
+    def _packet(self, pcm: PCM) -> av.Packet[Any]:
         """The Opus packet for one frame: encoded, a tail of encoded zeros, or cached silence."""
         if pcm is not _SILENCE:
             self._tail = TAIL_FRAMES
@@ -331,13 +331,13 @@ class OutboundAudioTrack(MediaStreamTrack):
         self.encoded_frames += 1
         return self._encode(pcm)
 
-    def _encode(self, pcm: PCM) -> av.Packet:
+    def _encode(self, pcm: PCM) -> av.Packet[Any]:
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RTC_RATE
         packets = self._encoder.encode(frame)
         if len(packets) != 1:  # libopus encodes each full frame at once: never seen otherwise
             raise RuntimeError(f"libopus returned {len(packets)} packets for one frame")
-        return cast(av.Packet, packets[0])
+        return cast("av.Packet[Any]", packets[0])
 
     def _frame(self, pcm: PCM) -> av.AudioFrame:
         """The stereo frame for aiortc's encoder: ``pcm`` on both channels."""
