@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-more lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# the longer comparisons of docs/measurements.md: VAD paths, packet loss, load (~12 min)
+bench-more: $(STAMP)
+	$(BIN)/python -m bench.vad_paths
+	$(BIN)/python -m bench.loss
+	$(BIN)/python -m bench.load_turns
 
 lint: $(STAMP)
 	$(BIN)/ruff check livetalk tests bench examples
