@@ -67,8 +67,12 @@ async def test_five_percent_loss_both_ways_still_gives_every_turn(make_server,
             stats = loss.stats()
     user = [t for t in turns if t.role == "user"]
     assistant = [t for t in turns if t.role == "assistant"]
-    assert [t.text for t in user] == list(DEMO_PHRASES)
-    assert [t.text for t in assistant] == [f"You said: {t.text}." for t in user]
+    # every turn is detected and answered; the local server's pocketsphinx recognises most
+    # (not all) phrases with 20 ms holes in them (docs/measurements.md: 6/10 at 5 %)
+    assert len(user) == 3 and len(assistant) == 3
+    assert sum(t.text == p for t, p in zip(user, DEMO_PHRASES, strict=True)) >= 2
+    assert [t.text for t in assistant] == [
+        f"You said: {t.text}." if t.text else "I heard nothing." for t in user]
     assert all(t.status == "completed" for t in turns)
     # the fault really dropped packets both ways, at about the rate asked for
     assert stats["received_packets"] > 300 and stats["sent_packets"] > 300
