@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import stages
+from bench import stage_costs, stages
 from bench.echo_peer import EchoPeer
 from bench.report import Row, machine, render_markdown, render_table, write_json
 from bench.signals import MeasurementError, median
@@ -39,7 +39,8 @@ from livetalk.server.tts import EspeakSynthesizer
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOCS = ROOT / "docs" / "performance.md"
-STAGES = ("connect", "latency", "cpu", "capacity", "server", "reply", "accelerated", "profile")
+STAGES = ("connect", "latency", "cpu", "capacity", "server", "reply", "accelerated", "stages",
+          "profile")
 REPLY_PHRASE = "hello can you hear me"
 LATENCY_GOAL_MS = 50.0
 LATENESS_GOAL_MS = 20.0
@@ -240,6 +241,14 @@ class Runner:
             f"{result.wall_s:.1f} s, {result.user_turns}/{result.phrases} turns "
             f"({result.correct} exact)", f"{result.audio_s:.0f} s of audio",
             _ratio(result.audio_s, result.wall_s), met, reason))
+
+    async def stages(self) -> None:
+        """CPU per second of audio of each stage of the media path (info rows)."""
+        rows = await asyncio.to_thread(stage_costs.measure)
+        self.details["stages"] = rows
+        for row in rows:
+            self.rows.append(Row(f"CPU: {row['stage']}", "info", f"{row['ms_per_s']:.2f} ms/s",
+                                 "", None, None))
 
     async def profile(self) -> None:
         async with self.tone_peer() as url:
