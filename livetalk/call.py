@@ -47,8 +47,7 @@ from livetalk.errors import (
     ServerErrorEvent,
 )
 from livetalk.localvad import LocalVAD
-from livetalk.protocol import events as ev
-from livetalk.protocol import wire
+from livetalk.protocol import events as ev, wire
 from livetalk.protocol.conversation import (
     Conversation,
     FunctionCallDone,
@@ -197,9 +196,9 @@ class Call:
         self._audio_stopped.set()
         self.errors: list[ServerErrorEvent] = []
         self._tool_handlers: dict[str, ToolHandler] = dict(tool_handlers or {})
-        self._tool_tasks: set[asyncio.Task[None]] = set()
         self._response_idle = asyncio.Event()
         self._response_idle.set()
+        self._background: set[asyncio.Task[Any]] = set()  # tool runs, commits, reconnects
         # user audio as sent, for user-turn audio and local VAD
         self._sent = AudioHistory(24000, keep_user_audio_s) if keep_user_audio_s > 0 else None
         self._speech_start_ms: dict[str, float] = {}
@@ -214,7 +213,6 @@ class Call:
         self._notices: Feed[CallNotice] = Feed()
         self._usage_before = Usage()  # usage of the sessions replaced by reconnects
         self._replayed_ids: set[str] = set()
-        self._background: set[asyncio.Task[Any]] = set()
         self._recycle_timer: asyncio.TimerHandle | None = None
 
     def _attach(self, transport: Transport) -> None:
@@ -349,9 +347,7 @@ class Call:
             elif isinstance(update, FunctionCallDone):
                 self._function_calls.publish(update)
                 if update.name in self._tool_handlers:
-                    task = asyncio.ensure_future(self._run_tool(update))
-                    self._tool_tasks.add(task)
-                    task.add_done_callback(self._tool_tasks.discard)
+                    self._spawn(self._run_tool(update))
         self._events.publish(event)
 
     def _on_transport_closed(self, error: BaseException | None) -> None:
@@ -590,9 +586,7 @@ class Call:
         self.send({"type": "input_audio_buffer.commit"})
         assert self._local_vad is not None
         if self._local_vad.respond:
-            task = asyncio.ensure_future(self._respond_when_idle())
-            self._tool_tasks.add(task)
-            task.add_done_callback(self._tool_tasks.discard)
+            self._spawn(self._respond_when_idle())
 
     async def _respond_when_idle(self) -> None:
         await self._response_idle.wait()
@@ -721,7 +715,7 @@ class Call:
         for fut in self._pending.values():
             if not fut.done():
                 fut.cancel()
-        pending = [t for t in (*self._tool_tasks, *self._background)
+        pending = [t for t in self._background
                    if t is not asyncio.current_task() and not t.done()]
         for task in pending:
             task.cancel()
