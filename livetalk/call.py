@@ -56,7 +56,7 @@ from livetalk.protocol.conversation import (
     Turn,
 )
 from livetalk.protocol.events import Usage
-from livetalk.protocol.session import SessionConfig
+from livetalk.protocol.session import SAY_EXACTLY_PREFIX, SessionConfig
 from livetalk.transport.base import Transport
 from livetalk.transport.jitter import LOW_LATENCY_PREFETCH
 from livetalk.transport.signaling import resolve_api_key, resolve_base_url
@@ -66,9 +66,6 @@ __all__ = ["Call", "connect"]
 
 log = logging.getLogger("livetalk")
 
-#: What ``Call.say()`` puts in ``response.instructions``; the model (and livetalk's local
-#: server) speaks the text verbatim.
-SAY_EXACTLY_PREFIX = "Say exactly the following, word for word, and nothing else:"
 
 EventTap = Callable[[str, dict[str, Any]], None]
 _COMMIT_DELAY_SAMPLES = 24000 * 250 // 1000  # 250 ms of media after a local turn ends

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Final, Literal, TypeVar
 from livetalk.errors import ConfigError
 
 __all__ = [
+    "SAY_EXACTLY_PREFIX",
     "UNSET",
     "AudioFormat",
     "Eagerness",
@@ -41,6 +42,10 @@ __all__ = [
     "Unset",
     "Voice",
 ]
+
+#: ``response.instructions`` that make the model speak a host's text verbatim: what
+#: ``Call.say()`` sends, and what livetalk's local server recognises.
+SAY_EXACTLY_PREFIX = "Say exactly the following, word for word, and nothing else:"
 
 
 class Unset(Enum):

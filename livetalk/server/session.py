@@ -75,6 +75,7 @@ import numpy as np
 
 from livetalk.audio.resample import Resampler
 from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector
+from livetalk.protocol.session import SAY_EXACTLY_PREFIX
 from livetalk.server.asr import Transcriber
 from livetalk.server.brain import (
     Brain,
@@ -93,7 +94,6 @@ log = logging.getLogger("livetalk.server")
 INPUT_RATE = 24000
 #: ``response.instructions`` starting with this make the server speak the rest verbatim
 #: (this is what ``Call.say()`` sends; the real model follows the same instruction).
-SAY_EXACTLY_PREFIX = "Say exactly the following, word for word, and nothing else:"
 _SAY_RE = re.compile(re.escape(SAY_EXACTLY_PREFIX) + r"\s*(.*)\Z", re.DOTALL)
 _MAX_INPUT_BUFFER_S = 120
 _MIN_COMMIT_MS = 100
