@@ -118,6 +118,17 @@ class PathResult:
         del out["lateness_ms"]
         return out
 
+    def add_transcripts(self, ends: list[float], got: list[tuple[float, str]]) -> None:
+        """Give each (arrival time, text) to the latest phrase ending before it, if still
+        without a transcript; count the others as extra."""
+        for when, text in got:
+            i = _attribute(ends, when)
+            if i is None or self.turns[i].transcript is not None:
+                self.extra_transcripts += 1
+                continue
+            self.turns[i].transcript = text
+            self.turns[i].transcript_ms = (when - ends[i]) * 1000
+
 
 class PacedSource:
     """An array delivered like a microphone: each 100 ms block once it has been "spoken".
@@ -311,13 +322,7 @@ async def measure_call(base_url: str, turns: Turns, said: Sequence[str], *,
     result = PathResult(path=path or str(vad), turns=[TurnTiming(s) for s in labels],
                         replies_completed=replies, track=stats,
                         lateness_ms=lateness.round(2).tolist())
-    for when, text in transcripts:
-        i = _attribute(ends, when)
-        if i is None or result.turns[i].transcript is not None:
-            result.extra_transcripts += 1
-            continue
-        result.turns[i].transcript = text
-        result.turns[i].transcript_ms = (when - ends[i]) * 1000
+    result.add_transcripts(ends, transcripts)
     for when in _reply_onsets(audio):
         i = _attribute(ends, when)
         if i is not None and result.turns[i].reply_ms is None:
@@ -334,13 +339,7 @@ async def measure_batch(base_url: str, turns: Turns, said: Sequence[str]) -> Pat
         got.append((time.monotonic(), turn.text))
     assert source.start is not None
     ends = [source.start + end / 1000 for _, end in turns.bounds_ms]
-    for when, text in got:
-        i = _attribute(ends, when)
-        if i is None or result.turns[i].transcript is not None:
-            result.extra_transcripts += 1
-            continue
-        result.turns[i].transcript = text
-        result.turns[i].transcript_ms = (when - ends[i]) * 1000
+    result.add_transcripts(ends, got)
     return result
 
 

@@ -678,11 +678,11 @@ class Call:
     async def wait_until_quiet(self, *, timeout: float = 30.0) -> bool:
         """Wait until no response is active and no reply audio is playing. False on timeout."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self._closed:
-            if not self.conversation.response_active and self._audio_stopped.is_set():
-                return True
+        while self.response_active or self.assistant_speaking:
+            if self._closed or time.monotonic() >= deadline:
+                return False
             await asyncio.sleep(0.05)
-        return not self.conversation.response_active and self._audio_stopped.is_set()
+        return True
 
     # ---------------------------------------------------------------- close
     async def close(self) -> None:

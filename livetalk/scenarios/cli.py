@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from livetalk import errors
+from livetalk import cli, errors
 
 __all__ = ["EXIT_FAILED", "add_script_parser", "run_script"]
 
@@ -21,26 +21,6 @@ EXIT_FAILED = 1
 """Some expectation failed or some turn could not be measured (the same value as
 ``livetalk.cli.EXIT_INTERNAL``)."""
 _LOCAL_KEY = "sk-livetalk-local"
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {value!r}")
-    return number
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {value!r}")
-    return number
 
 
 def add_script_parser(subparsers: Any) -> None:
@@ -58,22 +38,20 @@ def add_script_parser(subparsers: Any) -> None:
     p.add_argument("--api-key", help="API key or ek_ secret (default OPENAI_API_KEY)")
     p.add_argument("--local", action="store_true",
                    help="run against an in-process local server that knows the say: texts")
-    p.add_argument("--concurrency", type=_positive_int, default=1,
+    p.add_argument("--concurrency", type=cli._positive_int, default=1,
                    help="calls at once per process (default 1)")
-    p.add_argument("--processes", type=_positive_int, default=1,
+    p.add_argument("--processes", type=cli._positive_int, default=1,
                    help="worker processes, each with its own event loop (default 1)")
-    p.add_argument("--speed", type=_positive_float, default=1.0,
+    p.add_argument("--speed", type=cli._positive, default=1.0,
                    help="media speed (local server only; --local matches the server to it)")
     p.add_argument("--report", help="write the JSON report to this file")
     p.add_argument("--plot", help="draw the latency distribution to this PNG (needs matplotlib)")
     p.add_argument("--prices", help="price table (JSON/YAML) overriding the built-in one")
-    p.add_argument("--connect-timeout", type=_positive_float, default=15.0)
+    p.add_argument("--connect-timeout", type=cli._positive, default=15.0)
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
 
 
 def _error_code(kind: str | None) -> int:
-    from livetalk import cli
-
     exc_class = getattr(errors, kind or "", None)
     if not isinstance(exc_class, type):
         return cli.EXIT_API
@@ -110,7 +88,6 @@ async def run_script(args: argparse.Namespace, *, out: TextIO | None = None) -> 
         args: the parsed options of :func:`add_script_parser`.
         out: where the summary goes (default stdout); progress goes to stderr.
     """
-    from livetalk import cli
     from livetalk.scenarios.pricing import DEFAULT_PRICES, load_prices
     from livetalk.scenarios.report import Progress, build_report, write_report
     from livetalk.scenarios.runner import run_in_processes, run_scenarios

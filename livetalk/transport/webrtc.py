@@ -30,6 +30,8 @@ from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
 
 __all__ = ["WebRTCTransport"]
 
+log = logging.getLogger("livetalk.webrtc")
+
 
 class _TappedTrack(OutboundAudioTrack):
     """The outbound track, also reporting each sent frame's audio at 24 kHz."""
@@ -42,9 +44,6 @@ class _TappedTrack(OutboundAudioTrack):
             pcm = self.last_pcm.astype(np.int32)  # what this frame carries, 48 kHz mono
             self.on_sent(((pcm[0::2] + pcm[1::2]) >> 1).astype(np.int16))
         return frame
-
-log = logging.getLogger("livetalk.webrtc")
-
 
 
 class WebRTCTransport:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import wave
 from typing import Any
 
 import av
@@ -12,20 +11,11 @@ import numpy as np
 import openai
 import pytest
 
+from livetalk.localvad import wav_bytes
 from livetalk.server.faults import Faults
 
 KEY = "sk-test-batch"
 PHRASE = "what is the weather like today"
-
-
-def _wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
-    return buf.getvalue()
 
 
 def _flac_stereo_bytes(pcm: np.ndarray, rate: int) -> bytes:
@@ -60,7 +50,7 @@ async def _post(srv: Any, files: dict[str, Any], data: dict[str, str] | None = N
 
 
 async def test_wav_is_transcribed_as_json(server: Any, speech: tuple[np.ndarray, int]) -> None:
-    r = await _post(server, {"file": ("turn.wav", _wav_bytes(*speech), "audio/wav")},
+    r = await _post(server, {"file": ("turn.wav", wav_bytes(*speech), "audio/wav")},
                     {"model": "gpt-4o-mini-transcribe", "language": "en", "prompt": "weather"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -82,10 +72,10 @@ async def test_official_sdk_transcribes(server: Any, speech: tuple[np.ndarray, i
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key=KEY, max_retries=0)
     async with client:
         result = await client.audio.transcriptions.create(
-            file=("turn.wav", _wav_bytes(*speech)), model="gpt-4o-mini-transcribe")
+            file=("turn.wav", wav_bytes(*speech)), model="gpt-4o-mini-transcribe")
         assert result.text == PHRASE
         text = await client.audio.transcriptions.create(
-            file=("turn.wav", _wav_bytes(*speech)), model="gpt-4o-mini-transcribe",
+            file=("turn.wav", wav_bytes(*speech)), model="gpt-4o-mini-transcribe",
             response_format="text")
         assert text.strip() == PHRASE
         with pytest.raises(openai.BadRequestError) as info:
@@ -95,7 +85,7 @@ async def test_official_sdk_transcribes(server: Any, speech: tuple[np.ndarray, i
 
 
 async def test_silence_gives_empty_text(server: Any) -> None:
-    r = await _post(server, {"file": ("quiet.wav", _wav_bytes(np.zeros(24000, np.int16), 24000))},
+    r = await _post(server, {"file": ("quiet.wav", wav_bytes(np.zeros(24000, np.int16), 24000))},
                     {"model": "gpt-4o-mini-transcribe"})
     assert r.status_code == 200 and r.json()["text"] == ""
 
@@ -132,7 +122,7 @@ async def test_auth_and_content_type_are_checked(server: Any) -> None:
 async def test_failed_transcription_is_a_server_error(make_server: Any,
                                                       speech: tuple[np.ndarray, int]) -> None:
     async with make_server(port=0, faults=Faults(transcription_failed=True)) as srv:
-        r = await _post(srv, {"file": ("turn.wav", _wav_bytes(*speech))}, {"model": "m"})
+        r = await _post(srv, {"file": ("turn.wav", wav_bytes(*speech))}, {"model": "m"})
     assert r.status_code == 500
     assert r.json()["error"] == {"message": "The transcription failed.", "type": "server_error",
                                  "param": None, "code": "transcription_failed"}

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import wave
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,10 +30,17 @@ from livetalk.audio.resample import resample
 from livetalk.audio.sources import ArraySource, SilenceSource, concat
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 from livetalk.recording import Recorder
-from livetalk.talk import LiveTranscript, add_devices_parser, add_talk_parser, run_devices, run_talk
-from livetalk.talk import talk as run_conversation
+from livetalk.talk import (
+    LiveTranscript,
+    add_devices_parser,
+    add_talk_parser,
+    run_devices,
+    run_talk,
+    talk as run_conversation,
+)
 
 from ..conftest import DATA
+from ..fake_sounddevice import FakeDeviceTable, mic_and_speakers
 
 KEY = "sk-test-talk"
 PHRASES = ["hello can you hear me", "what is the weather like today", "thank you goodbye"]
@@ -75,19 +83,12 @@ def spoken(phrases: list[np.ndarray], gaps_s: list[float], gains: list[float]) -
 # -- a stand-in sounddevice module ---------------------------------------------------------------
 
 
-class FakePortAudioError(Exception):
-    pass
+class FakeStreamThread(ABC):
+    """A stream whose ``_run`` loop runs on its own thread between start() and stop()."""
 
-
-class FakeInput:
-    """An input stream that plays ``audio`` (then silence) from a thread, in blocks."""
-
-    def __init__(self, sd: FakeSoundDevice, samplerate: int, blocksize: int, callback: Any,
-                 **_: Any) -> None:
-        self.sd, self.rate, self.block, self.callback = sd, samplerate, blocksize, callback
-        self.audio = resample(sd.mic_audio, 16000, samplerate)
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fake-mic", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -97,7 +98,21 @@ class FakeInput:
         self._thread.join()
 
     def close(self) -> None:
-        pass
+        self._stop.set()
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The stream's loop; returns once ``self._stop`` is set."""
+
+
+class FakeInput(FakeStreamThread):
+    """An input stream that plays ``audio`` (then silence) from a thread, in blocks."""
+
+    def __init__(self, sd: FakeSoundDevice, samplerate: int, blocksize: int, callback: Any,
+                 **_: Any) -> None:
+        super().__init__("fake-mic")
+        self.sd, self.rate, self.block, self.callback = sd, samplerate, blocksize, callback
+        self.audio = resample(sd.mic_audio, 16000, samplerate)
 
     def _run(self) -> None:
         status = SimpleNamespace(input_overflow=False)
@@ -114,23 +129,12 @@ class FakeInput:
             self._stop.wait(max(0.0, t0 + pos / self.rate / self.sd.speed - time.monotonic()))
 
 
-class FakeOutput:
+class FakeOutput(FakeStreamThread):
     """An output stream that pulls 20 ms blocks from the callback and keeps what it got."""
 
     def __init__(self, sd: FakeSoundDevice, samplerate: int, callback: Any, **_: Any) -> None:
+        super().__init__("fake-speaker")
         self.sd, self.rate, self.callback = sd, samplerate, callback
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fake-speaker", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def close(self) -> None:
-        pass
 
     def _run(self) -> None:
         status = SimpleNamespace(output_underflow=False)
@@ -144,24 +148,17 @@ class FakeOutput:
             self._stop.wait(max(0.0, t0 + pos / self.rate / self.sd.speed - time.monotonic()))
 
 
-class FakeSoundDevice:
+class FakeSoundDevice(FakeDeviceTable):
     """One microphone and one speaker at 48 kHz; the room echoes ``echo_gain`` of the speaker
     into the microphone."""
 
-    PortAudioError = FakePortAudioError
-
     def __init__(self, mic_audio: np.ndarray | None = None, *, speed: float = 1.0,
                  echo_gain: float = 0.0, devices: bool = True, output_name: str = "speakers"):
+        super().__init__(mic_and_speakers(output_name) if devices else [],
+                         default=(0, 1) if devices else (-1, -1), rates=[DEVICE_RATE])
         self.mic_audio = mic_audio if mic_audio is not None else np.zeros(0, dtype=np.int16)
         self.speed = speed
         self.echo_gain = echo_gain
-        self.devices = [
-            {"index": 0, "name": "mic", "hostapi": 0, "max_input_channels": 1,
-             "max_output_channels": 0, "default_samplerate": 48000.0},
-            {"index": 1, "name": output_name, "hostapi": 0, "max_input_channels": 0,
-             "max_output_channels": 2, "default_samplerate": 48000.0},
-        ] if devices else []
-        self.default = SimpleNamespace(device=[0, 1] if devices else [-1, -1])
         self.played: list[np.ndarray] = []
         self.mic_blocks: list[np.ndarray] = []
         self._echo: list[np.ndarray] = []
@@ -184,32 +181,6 @@ class FakeSoundDevice:
     def played_audio(self) -> np.ndarray:
         with self._lock:
             return np.concatenate(self.played) if self.played else np.zeros(0, np.int16)
-
-    def query_devices(self, device: Any = None, kind: str | None = None) -> Any:
-        if device is None and kind is None:
-            return list(self.devices)
-        if device is None:
-            device = self.default.device[0 if kind == "input" else 1]
-        for d in self.devices:
-            if device in (d["index"], d["name"]):
-                return d
-        raise FakePortAudioError(f"Error querying device {device}")
-
-    def query_hostapis(self) -> list[dict[str, Any]]:
-        return [{"name": "ALSA"}]
-
-    def _check(self, device: Any, kind: str, samplerate: int, **_: Any) -> None:
-        info = self.query_devices(device, kind)
-        if not info[f"max_{kind}_channels"]:
-            raise ValueError(f"No {kind} device matching {device!r}")
-        if samplerate != DEVICE_RATE:
-            raise FakePortAudioError("Invalid sample rate [PaErrorCode -9997]")
-
-    def check_input_settings(self, device: Any = None, **kw: Any) -> None:
-        self._check(device, "input", **kw)
-
-    def check_output_settings(self, device: Any = None, **kw: Any) -> None:
-        self._check(device, "output", **kw)
 
     def InputStream(self, **kwargs: Any) -> FakeInput:  # noqa: N802 - sounddevice's name
         return FakeInput(self, **kwargs)

@@ -23,11 +23,9 @@ from livetalk.audio.devices import (
 )
 from livetalk.errors import AudioDeviceError
 
+from ..fake_sounddevice import FakeDeviceTable, FakePortAudioError, mic_and_speakers
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class FakePortAudioError(Exception):
-    pass
 
 
 class FakeStream:
@@ -62,10 +60,8 @@ class FakeStream:
         return outdata[:, 0].copy()
 
 
-class FakeSoundDevice:
+class FakeSoundDevice(FakeDeviceTable):
     """Just enough of the sounddevice module's surface."""
-
-    PortAudioError = FakePortAudioError
 
     def __init__(
         self,
@@ -74,45 +70,12 @@ class FakeSoundDevice:
         rates: set[int] | None = None,
         default: tuple[int, int] = (0, 1),
     ) -> None:
-        self.devices = (
-            devices
-            if devices is not None
-            else [
-                _dev(0, "mic", inputs=1, outputs=0, rate=48000),
-                _dev(1, "speakers", inputs=0, outputs=2, rate=48000),
-            ]
+        super().__init__(
+            devices if devices is not None else mic_and_speakers(),
+            default=default,
+            rates=rates if rates is not None else {16000, 24000, 44100, 48000},
         )
-        self.rates = rates if rates is not None else {16000, 24000, 44100, 48000}
-        self.default = SimpleNamespace(device=list(default))
         self.streams: list[FakeStream] = []
-
-    def query_devices(self, device: Any = None, kind: str | None = None) -> Any:
-        if device is None and kind is None:
-            return list(self.devices)
-        if device is None:
-            device = self.default.device[0 if kind == "input" else 1]
-        for d in self.devices:
-            if device in (d["index"], d["name"]):
-                return d
-        raise FakePortAudioError(f"Error querying device {device}")
-
-    def query_hostapis(self) -> list[dict[str, Any]]:
-        return [{"name": "ALSA"}]
-
-    def _check(self, device: Any, kind: str, samplerate: int, **_: Any) -> None:
-        info = self.query_devices(device, kind)
-        if not info[f"max_{kind}_channels"]:
-            raise ValueError(f"No {kind} device matching {device!r}")
-        if samplerate not in self.rates:
-            raise FakePortAudioError(
-                "Error opening stream: Invalid sample rate [PaErrorCode -9997]"
-            )
-
-    def check_input_settings(self, device: Any = None, **kw: Any) -> None:
-        self._check(device, "input", **kw)
-
-    def check_output_settings(self, device: Any = None, **kw: Any) -> None:
-        self._check(device, "output", **kw)
 
     def InputStream(self, **kwargs: Any) -> FakeStream:  # noqa: N802 - sounddevice's name
         stream = FakeStream(self, **kwargs)
@@ -120,17 +83,6 @@ class FakeSoundDevice:
         return stream
 
     OutputStream = InputStream
-
-
-def _dev(index: int, name: str, *, inputs: int, outputs: int, rate: float) -> dict[str, Any]:
-    return {
-        "index": index,
-        "name": name,
-        "hostapi": 0,
-        "max_input_channels": inputs,
-        "max_output_channels": outputs,
-        "default_samplerate": rate,
-    }
 
 
 # -- importing -------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from livetalk.server import LocalServer
 from livetalk.server.config import SessionError, default_session, merge_session, validate_session

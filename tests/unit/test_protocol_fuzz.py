@@ -7,8 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from livetalk.errors import RemoteProtocolError
 from livetalk.protocol.conversation import Conversation

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from livetalk.audio.clock import ManualClock
 from livetalk.audio.sources import ArraySource
