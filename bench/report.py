@@ -206,7 +206,7 @@ What the profiles showed, and what was done about it:
   encoded at all: a cached silence packet goes out. After each stretch of audio three frames
   of zeros still go through the encoder, which flushes its 6.5 ms look-ahead and settles its
   state, so the switch to cached silence and back decodes like one continuous stream
-  (`tests/unit/test_tracks.py` checks it against a continuously encoded reference). Mono Opus
+  (`tests/transport/test_tracks.py` checks it against a continuously encoded reference). Mono Opus
   on the `opus/48000/2` payload decodes on both channels at gain 1.0. The local server's
   reply tracks are the same class, so it gained too (table above).
 - Left in the profile: the libopus encode itself (about 0.1 ms per frame with audio, none

@@ -46,7 +46,7 @@ Measured (espeak-ng phrases, white noise, 30 ms frames; onset = ``start_ms`` +
   10 dB 10/10 both before and after the gate (onset -24..+95 ms, end +6..+123 ms with it);
   5 dB 5/5 seeds with the gate, 0/5 without; clean 1/1 both. With 10 ms frames (5 seeds,
   modes 2 and 3) 10/10 with the gate, 7/10 without; 20 ms frames 10/10 both.
-* the three-phrase recording of ``tests/integration/test_turn_detection_paths.py`` after 0 to
+* the three-phrase recording of ``tests/test_localvad.py`` after 0 to
   1000 ms of digital silence (7 offsets, 3 seeds), through Opus (server path, mode 2) and
   through the sent-audio tap (local path, mode 3): at 10 dB, without the gate 7/21 and 13/21
   (a false turn from the noise onset whenever the onset is not frame-aligned); with it 21/21

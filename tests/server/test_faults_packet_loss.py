@@ -12,9 +12,10 @@ from livetalk.audio.sources import FileSource, SilenceSource, concat
 from livetalk.errors import ConfigError
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 from livetalk.server.faults import DEFAULT_RTP_LOSS, Faults, RtpLoss
+from tests.conftest import DATA
+from tests.speech_helpers import DEMO_PHRASES
 
-from ..conftest import DATA
-from ..speech_helpers import DEMO_PHRASES
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-loss"
 SPEED = 4.0

@@ -9,8 +9,9 @@ import livetalk
 from livetalk.audio.sources import ArraySource, SilenceSource, concat
 from livetalk.localvad import LocalVAD, batch_turns
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
+from tests.speech_helpers import add_noise, make_turns
 
-from ..speech_helpers import add_noise, make_turns
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-vad"
 PHRASES = ["hello can you hear me", "what is the weather like today", "thank you goodbye"]

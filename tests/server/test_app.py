@@ -16,6 +16,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from livetalk.server import LocalServer
 from livetalk.transport.ice import loopback_candidates
 
+pytestmark = pytest.mark.slow
+
 KEY = "sk-test-http"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 

@@ -22,8 +22,7 @@ from livetalk.audio.devices import (
     list_devices,
 )
 from livetalk.errors import AudioDeviceError
-
-from ..fake_sounddevice import FakeDeviceTable, FakePortAudioError, mic_and_speakers
+from tests.fake_sounddevice import FakeDeviceTable, FakePortAudioError, mic_and_speakers
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 import livetalk
 from livetalk.audio.echo import EchoMode
@@ -38,9 +39,10 @@ from livetalk.talk import (
     run_talk,
     talk as run_conversation,
 )
+from tests.conftest import DATA
+from tests.fake_sounddevice import FakeDeviceTable, mic_and_speakers
 
-from ..conftest import DATA
-from ..fake_sounddevice import FakeDeviceTable, mic_and_speakers
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-talk"
 PHRASES = ["hello can you hear me", "what is the weather like today", "thank you goodbye"]
@@ -417,7 +419,7 @@ print(codes)
 
 def test_missing_portaudio_exits_7_with_one_line_each() -> None:
     done = subprocess.run([sys.executable, "-c", _NO_PORTAUDIO], capture_output=True,
-                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.strip() == "[7, 7]", done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 2 and "Traceback" not in done.stderr

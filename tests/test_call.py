@@ -6,13 +6,15 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
 import livetalk
 from livetalk.audio.sinks import BufferSink
 from livetalk.audio.sources import FileSource, SilenceSource, concat
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
+from tests.conftest import DATA
 
-from ..conftest import DATA
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-loopback"
 

@@ -12,6 +12,8 @@ from livetalk.call import run_tool_handler
 from livetalk.protocol.session import FunctionTool, SessionConfig
 from livetalk.server.brain import ScriptBrain
 
+pytestmark = pytest.mark.slow
+
 KEY = "sk-test-tools"
 WEATHER = FunctionTool(
     name="get_weather", description="Weather for a city",

@@ -14,6 +14,8 @@ import pytest
 
 from livetalk.testing import assert_scenario_passed, assert_turns, run_scenario, speech
 
+pytestmark = pytest.mark.slow
+
 HELLO = "hello can you hear me"
 BOOK = "please book a table for two"
 

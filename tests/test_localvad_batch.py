@@ -14,6 +14,8 @@ import pytest
 from livetalk.localvad import wav_bytes
 from livetalk.server.faults import Faults
 
+pytestmark = pytest.mark.slow
+
 KEY = "sk-test-batch"
 PHRASE = "what is the weather like today"
 

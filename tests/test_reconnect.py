@@ -11,6 +11,8 @@ from livetalk.call import CallNotice, Reconnect
 from livetalk.errors import CallClosedError, ConfigError
 from livetalk.protocol.session import SessionConfig
 
+pytestmark = pytest.mark.slow
+
 KEY = "sk-test-reconnect"
 TEXT = SessionConfig(output_modalities=["text"], turn_detection=None, instructions="Be brief.")
 

@@ -30,8 +30,7 @@ import pytest
 from aiohttp import web
 
 from livetalk.server.tts import render_turns
-
-from ..conftest import DATA, EventValidator
+from tests.conftest import DATA, EventValidator
 
 CHROMIUM = shutil.which("chromium")
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "browser" / "server.py"

@@ -19,6 +19,8 @@ from livetalk.scenarios import (
 )
 from livetalk.scenarios.cli import EXIT_FAILED, add_script_parser, run_script
 
+pytestmark = pytest.mark.slow
+
 KEY = "sk-test-scenarios"
 SPEED = 4.0
 BOOK = "please book a table for two"

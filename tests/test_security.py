@@ -26,7 +26,9 @@ from livetalk import errors
 from livetalk.audio.sinks import WavSink
 from livetalk.transport.signaling import mint_client_secret
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
 LOGGERS = ("livetalk", "aiortc", "aioice", "aiohttp", "httpx", "httpcore")
 EK = re.compile(r"ek_[0-9a-f]{8,}")
 

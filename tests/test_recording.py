@@ -1,5 +1,5 @@
 """Tests for livetalk.recording without a network (the call round trip is in
-tests/integration/test_talk.py)."""
+tests/test_talk.py)."""
 
 from __future__ import annotations
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 import livetalk
 from bench.echo_peer import EchoPeer
 from livetalk.audio.sources import ArraySource, FileSource, SilenceSource, concat
+from tests.conftest import DATA
 
-from ..conftest import DATA
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-roundtrip"
 RATE = 24000

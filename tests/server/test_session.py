@@ -21,9 +21,8 @@ import pytest
 from livetalk.server.asr import CallableTranscriber
 from livetalk.server.brain import Brain, BrainContext, BrainReply, EchoBrain, ScriptBrain
 from livetalk.server.session import SAY_EXACTLY_PREFIX, ServerSession
-
-from ..conftest import EventValidator
-from ..speech_helpers import make_turns
+from tests.conftest import EventValidator
+from tests.speech_helpers import make_turns
 
 HEARD = "hello can you hear me"
 WORD_MS = 150

@@ -1,6 +1,6 @@
 """The local server's event flows end to end, over real loopback WebRTC calls.
 
-The session engine's orders are unit-tested in ``tests/unit/test_server_session.py``; these
+The session engine's orders are unit-tested in ``tests/server/test_session.py``; these
 tests prove that they hold on the wire: raw client events sent with ``Call.send`` over the
 ``oai-events`` data channel, audio over RTP, every server event validated against the
 official SDK types.
@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 import livetalk
 from livetalk.audio.sources import ArraySource, SilenceSource, concat
 from livetalk.server.session import SAY_EXACTLY_PREFIX
+from tests.conftest import EventValidator
+from tests.speech_helpers import make_turns
 
-from ..conftest import EventValidator
-from ..speech_helpers import make_turns
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-flows"
 SPEED = 4.0

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from livetalk import cli
+from tests.conftest import DATA
 
-from ..conftest import DATA
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-cli"
 DEMO = str(DATA / "demo.wav")

@@ -23,6 +23,8 @@ from livetalk.relay import (
     relay_routes,
 )
 
+pytestmark = pytest.mark.slow
+
 KEY = "sk-test-relay-0123456789"
 
 

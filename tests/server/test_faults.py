@@ -32,8 +32,9 @@ from livetalk.protocol import events as ev
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 from livetalk.server.faults import Faults
 from livetalk.transport.signaling import mint_client_secret
+from tests.conftest import DATA
 
-from ..conftest import DATA
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-faults"
 BOUND = 10.0  # seconds: every fault resolves well within this

@@ -25,6 +25,8 @@ from bench.signals import (
     percentile,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def _sane(value: float) -> bool:
     return math.isfinite(value) and value > 0

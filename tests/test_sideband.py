@@ -15,8 +15,9 @@ from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 from livetalk.server.brain import ScriptBrain
 from livetalk.sideband import attach
 from livetalk.transport.signaling import mint_client_secret
+from tests.conftest import DATA, EventValidator
 
-from ..conftest import DATA, EventValidator
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-sideband"
 ORDER_TOOL = {"type": "function", "name": "order_status", "description": "Look an order up.",

@@ -17,8 +17,9 @@ from livetalk.audio.sources import FileSource, SilenceSource, concat
 from livetalk.errors import AuthenticationError, NotFoundError, SignalingError
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 from livetalk.server.app import LocalServer
+from tests.conftest import DATA
 
-from ..conftest import DATA
+pytestmark = pytest.mark.slow
 
 KEY = "sk-test-websocket"
 DEMO_USER = ["hello can you hear me", "what is the weather like today", "thank you goodbye"]
