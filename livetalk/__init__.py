@@ -10,7 +10,8 @@ Quick start::
             print(turn.role, turn.text)
 
 The names below are imported lazily, so ``import livetalk`` stays cheap, and importing the
-sans-I/O core (``livetalk.protocol``) pulls in no asyncio, aiortc, av or numpy.
+sans-I/O core (``livetalk.protocol``) pulls in no asyncio, aiortc, av or numpy. Every name in
+``__all__`` is importable from here (a test checks it against what type checkers see).
 """
 
 from __future__ import annotations
@@ -21,45 +22,65 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
-    # the call
     "Call": "livetalk.call",
-    "connect": "livetalk.call",
-    "mint_client_secret": "livetalk.transport.signaling",
+    "connect": "livetalk.connecting",
+    "Reply": "livetalk.routing",
+    "CallNotice": "livetalk.reconnect",
+    "Reconnect": "livetalk.reconnect",
+    "LocalVAD": "livetalk.localvad",
+    "batch_turns": "livetalk.localvad",
+    "SqliteTurnLog": "livetalk.turnlog",
+    "TurnLog": "livetalk.turnlog",
     "ClientSecret": "livetalk.transport.signaling",
-    # configuration and turns
-    "SessionConfig": "livetalk.protocol.session",
-    "ServerVAD": "livetalk.protocol.session",
-    "SemanticVAD": "livetalk.protocol.session",
-    "Transcription": "livetalk.protocol.session",
+    "mint_client_secret": "livetalk.transport.signaling",
     "FunctionTool": "livetalk.protocol.session",
-    "Turn": "livetalk.protocol.conversation",
+    "NoiseReduction": "livetalk.protocol.session",
+    "SemanticVAD": "livetalk.protocol.session",
+    "ServerVAD": "livetalk.protocol.session",
+    "SessionConfig": "livetalk.protocol.session",
+    "Transcription": "livetalk.protocol.session",
+    "Voice": "livetalk.protocol.session",
+    "FunctionCallDone": "livetalk.protocol.conversation",
+    "ResponseFinished": "livetalk.protocol.conversation",
+    "Role": "livetalk.protocol.conversation",
     "TranscriptDelta": "livetalk.protocol.conversation",
+    "Turn": "livetalk.protocol.conversation",
+    "TurnStatus": "livetalk.protocol.conversation",
     "Usage": "livetalk.protocol.events",
-    # audio
     "ArraySource": "livetalk.audio.sources",
     "FileSource": "livetalk.audio.sources",
     "SilenceSource": "livetalk.audio.sources",
     "concat": "livetalk.audio.sources",
-    "WavSink": "livetalk.audio.sinks",
     "BufferSink": "livetalk.audio.sinks",
     "NullSink": "livetalk.audio.sinks",
-    # errors
-    "LivetalkError": "livetalk.errors",
-    "ConfigError": "livetalk.errors",
-    "AudioError": "livetalk.errors",
-    "AudioFormatError": "livetalk.errors",
-    "AudioFileError": "livetalk.errors",
-    "AudioDeviceError": "livetalk.errors",
-    "ProtocolError": "livetalk.errors",
-    "SignalingError": "livetalk.errors",
+    "WavSink": "livetalk.audio.sinks",
     "APIStatusError": "livetalk.errors",
+    "AudioDeviceError": "livetalk.errors",
+    "AudioError": "livetalk.errors",
+    "AudioFileError": "livetalk.errors",
+    "AudioFormatError": "livetalk.errors",
     "AuthenticationError": "livetalk.errors",
-    "NotFoundError": "livetalk.errors",
-    "RateLimitError": "livetalk.errors",
+    "BadRequestError": "livetalk.errors",
+    "CallClosedError": "livetalk.errors",
+    "ConfigError": "livetalk.errors",
     "ConnectError": "livetalk.errors",
     "ConnectTimeout": "livetalk.errors",
-    "ServerErrorEvent": "livetalk.errors",
-    "CallClosedError": "livetalk.errors",
+    "EventParseError": "livetalk.errors",
+    "InvalidEventError": "livetalk.errors",
+    "LivetalkError": "livetalk.errors",
+    "LocalProtocolError": "livetalk.errors",
+    "MissingAPIKeyError": "livetalk.errors",
+    "MissingExtraError": "livetalk.errors",
+    "NotFoundError": "livetalk.errors",
+    "ProtocolError": "livetalk.errors",
+    "RateLimitError": "livetalk.errors",
+    "RemoteProtocolError": "livetalk.errors",
+    "RequestTimeout": "livetalk.errors",
+    "ResponseFailedError": "livetalk.errors",
+    "ServerError": "livetalk.errors",
+    "SessionConfigError": "livetalk.errors",
+    "SignalingError": "livetalk.errors",
+    "Timeout": "livetalk.errors",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -92,24 +113,75 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from livetalk.call import (
         Call as Call,
+    )
+    from livetalk.connecting import (
         connect as connect,
     )
-    from livetalk.errors import *  # noqa: F403
+    from livetalk.errors import (
+        APIStatusError as APIStatusError,
+        AudioDeviceError as AudioDeviceError,
+        AudioError as AudioError,
+        AudioFileError as AudioFileError,
+        AudioFormatError as AudioFormatError,
+        AuthenticationError as AuthenticationError,
+        BadRequestError as BadRequestError,
+        CallClosedError as CallClosedError,
+        ConfigError as ConfigError,
+        ConnectError as ConnectError,
+        ConnectTimeout as ConnectTimeout,
+        EventParseError as EventParseError,
+        InvalidEventError as InvalidEventError,
+        LivetalkError as LivetalkError,
+        LocalProtocolError as LocalProtocolError,
+        MissingAPIKeyError as MissingAPIKeyError,
+        MissingExtraError as MissingExtraError,
+        NotFoundError as NotFoundError,
+        ProtocolError as ProtocolError,
+        RateLimitError as RateLimitError,
+        RemoteProtocolError as RemoteProtocolError,
+        RequestTimeout as RequestTimeout,
+        ResponseFailedError as ResponseFailedError,
+        ServerError as ServerError,
+        SessionConfigError as SessionConfigError,
+        SignalingError as SignalingError,
+        Timeout as Timeout,
+    )
+    from livetalk.localvad import (
+        LocalVAD as LocalVAD,
+        batch_turns as batch_turns,
+    )
     from livetalk.protocol.conversation import (
+        FunctionCallDone as FunctionCallDone,
+        ResponseFinished as ResponseFinished,
+        Role as Role,
         TranscriptDelta as TranscriptDelta,
         Turn as Turn,
+        TurnStatus as TurnStatus,
     )
     from livetalk.protocol.events import (
         Usage as Usage,
     )
     from livetalk.protocol.session import (
         FunctionTool as FunctionTool,
+        NoiseReduction as NoiseReduction,
         SemanticVAD as SemanticVAD,
         ServerVAD as ServerVAD,
         SessionConfig as SessionConfig,
         Transcription as Transcription,
+        Voice as Voice,
+    )
+    from livetalk.reconnect import (
+        CallNotice as CallNotice,
+        Reconnect as Reconnect,
+    )
+    from livetalk.routing import (
+        Reply as Reply,
     )
     from livetalk.transport.signaling import (
         ClientSecret as ClientSecret,
         mint_client_secret as mint_client_secret,
+    )
+    from livetalk.turnlog import (
+        SqliteTurnLog as SqliteTurnLog,
+        TurnLog as TurnLog,
     )

@@ -63,6 +63,13 @@ class Feed(Generic[T]):
         self._error = error
         self._wake()
 
+    async def wait_closed(self) -> None:
+        """Wait until the log is closed."""
+        while not self._closed:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            await fut
+
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
         for fut in waiters:

@@ -1,18 +1,19 @@
-"""The user-facing call object: :func:`connect` and :class:`Call`.
+"""The user-facing call object: :class:`Call`, a pump around the sans-I/O client session.
 
-A :class:`Call` joins the three layers: a transport (WebRTC by default) that carries events
-and audio, the sans-I/O protocol core that parses events and assembles turns, and the audio
-helpers that feed and record PCM. Use it as an async context manager::
+A :class:`Call` joins the layers: a transport (WebRTC by default) that carries events and
+audio, the :class:`~livetalk.protocol.client.ClientSession` that owns every piece of protocol
+state, and the audio helpers that feed and record PCM. It only pumps: each event the transport
+delivers goes through the event taps into the session, the session's outputs go to the feeds
+and handles below, and the events it queues go to the transport. Open one with
+:func:`livetalk.connect`::
 
     async with livetalk.connect(session=SessionConfig(instructions="Be brief.")) as call:
-        await call.stream(livetalk.audio.FileSource("question.wav"))
+        await call.stream(livetalk.FileSource("question.wav"))
         async for turn in call.turns():
             print(turn.role, turn.text)
 
-or ``call = await livetalk.connect(...)`` followed by ``await call.close()``.
-
 Iterators (:meth:`Call.events`, :meth:`Call.transcript_deltas`, :meth:`Call.turns`,
-:meth:`Call.audio_chunks`) can be read by several consumers at once; each sees every item.
+:meth:`Call.audio_chunks`...) can be read by several consumers at once; each sees every item.
 They end normally when the call is closed, and raise :class:`~livetalk.errors.CallClosedError`
 after the last item when the call fails; nothing received before a failure is lost.
 Cancelling a task that awaits any coroutine of the call is safe.
@@ -21,132 +22,92 @@ Cancelling a task that awaits any coroutine of the call is safe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import IO, Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
 
 from livetalk._feed import Feed
-from livetalk.audio.clock import MediaClock
+from livetalk._tasks import AsyncClosing, TaskSet
+from livetalk.audio.format import API_RATE
 from livetalk.audio.history import AudioHistory
-from livetalk.audio.vad import SpeechStarted, SpeechStopped
+from livetalk.audio.sinks import Sink, WavSink
+from livetalk.audio.sources import SilenceSource, Source
+from livetalk.audio.vad import SpeechStarted
 from livetalk.errors import (
     CallClosedError,
     ConfigError,
     ConnectError,
     ConnectTimeout,
+    EventParseError,
     LivetalkError,
-    RemoteProtocolError,
-    ServerErrorEvent,
+    LocalProtocolError,
+    RequestTimeout,
+    ServerError,
+    Timeout,
 )
-from livetalk.localvad import LocalVAD
+from livetalk.eventlog import EventTap
+from livetalk.localvad import CommitTurn, LocalTurnDetection
 from livetalk.protocol import events as ev, wire
+from livetalk.protocol.client import (
+    ClientSession,
+    Output,
+    Rejected,
+    ReplyDone,
+    ReplyFailed,
+    RequestDone,
+    RequestFailed,
+)
 from livetalk.protocol.conversation import (
-    Conversation,
     FunctionCallDone,
     ResponseFinished,
+    Role,
     TranscriptDelta,
     Turn,
 )
 from livetalk.protocol.events import Usage
 from livetalk.protocol.session import SAY_EXACTLY_PREFIX, SessionConfig
+from livetalk.reconnect import CallNotice, Reconnect, Reconnector
+from livetalk.routing import Reply, RouteHandler, Router, StalePolicy
+from livetalk.tools import ToolHandler, ToolRunner
 from livetalk.transport.base import Transport
-from livetalk.transport.jitter import LOW_LATENCY_PREFETCH
-from livetalk.transport.signaling import resolve_api_key, resolve_base_url
-from livetalk.transport.webrtc import WebRTCTransport
+from livetalk.transport.signaling import refusal_error
+from livetalk.turnlog import TurnSink
 
-__all__ = ["Call", "connect"]
+__all__ = ["Call"]
 
 log = logging.getLogger("livetalk")
 
-
-EventTap = Callable[[str, dict[str, Any]], None]
-_COMMIT_DELAY_SAMPLES = 24000 * 250 // 1000  # 250 ms of media after a local turn ends
-ToolHandler = Callable[..., Any]
-"""A function-call handler: called with the parsed JSON arguments as keyword arguments
-(sync or async); its return value (a string, or anything JSON-serialisable) is sent back."""
+_TRAILING_SILENCE_MARGIN_MS = 400
+"""Silence :meth:`Call.finish` sends beyond what the turn detector waits for."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reconnect:
-    """Opt-in automatic reconnection (``connect(reconnect=Reconnect())``).
+class Call(AsyncClosing):
+    """A live Realtime session. Open it with :func:`livetalk.connect`; see the module docstring.
 
-    When a call drops abnormally, livetalk opens a new call with backoff, replays the
-    session config (instructions, tools...) and the conversation so far as text items, and
-    publishes :class:`CallNotice` items on :meth:`Call.notices`. With ``recycle_after_s``
-    it also replaces the call proactively (make before break) before the API's 60-minute
-    session limit. An in-progress :meth:`Call.stream` ends at the drop; stream again (a
-    microphone source simply continues).
-
-    Attributes:
-        max_attempts: attempts per drop before the call fails with CallClosedError.
-        initial_backoff_s: delay before the first attempt; doubles on each failure.
-        max_backoff_s: the longest delay.
-        recycle_after_s: replace the call after this long (None: never). The API ends
-            sessions at 3600 s; 3300 leaves room.
+    Args:
+        transport: the transport, not yet connected.
+        open_transport: opens a replacement transport (with a fresh key) for reconnects and
+            recycles; None when the transport was given by the caller.
+        config: the session config to replay after a reconnect.
+        http_client, owns_http: the httpx client of signaling, closed with the call if owned.
+        taps: called with every event on the wire (after :attr:`global_taps`).
+        clock: monotonic seconds, for turn times and timeouts.
+        speed: the media clock's speed.
+        tool_handlers: ``{function name: handler}`` (see :meth:`register_tool`).
+        keep_user_audio_s: how much sent audio to keep for ``Turn.audio`` (0: none).
+        local_vad: client-side turn detection, or None for the session's own.
+        respond_locally: with ``local_vad``, ask for a response after each committed turn.
+        reconnect: the opt-in reconnect policy.
+        route: the host's handler for user turns (see :mod:`livetalk.routing`).
+        route_stale: what to do with an answer whose user spoke again meanwhile.
+        transcript_timeout_s: how long a user turn waits for its transcription.
+        turn_log: a sink that stores every turn released.
+        cleanups: called once the call is closed (e.g. closing an event log file).
     """
-
-    max_attempts: int = 5
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
-    recycle_after_s: float | None = 3300.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError(f"Reconnect.max_attempts must be >= 1, got {self.max_attempts}")
-        if self.initial_backoff_s < 0 or self.max_backoff_s < self.initial_backoff_s:
-            raise ConfigError("Reconnect backoff must satisfy 0 <= initial <= max")
-        if self.recycle_after_s is not None and self.recycle_after_s <= 0:
-            raise ConfigError("Reconnect.recycle_after_s must be > 0 or None")
-
-
-@dataclass(frozen=True, slots=True)
-class CallNotice:
-    """Something that happened to the call itself (not a protocol event).
-
-    Attributes:
-        kind: ``"reconnecting"`` (after a drop; ``error`` says why), ``"reconnected"``,
-            ``"recycled"`` (proactive replacement before the session limit).
-        attempt: the attempt number for reconnecting/reconnected, else 0.
-        call_id: the new call's id once reconnected or recycled.
-        error: the cause of the drop, as text.
-    """
-
-    kind: str
-    attempt: int = 0
-    call_id: str | None = None
-    error: str | None = None
-
-
-class EventLog:
-    """Writes every event crossing the wire as ``{"dir", "t_ms", "event"}`` JSON lines."""
-
-    def __init__(self, target: str | Path | IO[str]) -> None:
-        self._owned = isinstance(target, str | Path)
-        self._file: IO[str] = (
-            open(target, "w", encoding="utf-8") if isinstance(target, str | Path) else target
-        )
-        self._t0 = time.monotonic()
-
-    def __call__(self, direction: str, event: dict[str, Any]) -> None:
-        t_ms = round((time.monotonic() - self._t0) * 1000, 1)
-        self._file.write(json.dumps({"dir": direction, "t_ms": t_ms, "event": event}) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        if self._owned:
-            self._file.close()
-
-
-class Call:
-    """A live Realtime session. Create it with :func:`connect`; see the module docstring."""
 
     #: Taps added to every call of the process, before the call's own: e.g. a test suite
     #: validating every event on the wire. Each is called as ``tap(direction, event)``.
@@ -156,82 +117,282 @@ class Call:
         self,
         transport: Transport,
         *,
-        config: SessionConfig | None,
-        http_client: httpx.AsyncClient,
-        owns_http: bool,
-        taps: list[EventTap],
+        open_transport: Callable[[], Awaitable[Transport]] | None = None,
+        config: SessionConfig | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        owns_http: bool = False,
+        taps: Sequence[EventTap] = (),
         clock: Callable[[], float] = time.monotonic,
-        tool_handlers: dict[str, ToolHandler] | None = None,
+        speed: float = 1.0,
+        tool_handlers: Mapping[str, ToolHandler] | None = None,
         keep_user_audio_s: float = 60.0,
-        local_vad: LocalVAD | None = None,
+        local_vad: LocalTurnDetection | None = None,
+        respond_locally: bool = True,
         reconnect: Reconnect | None = None,
-        transport_factory: Callable[[], Transport] | None = None,
+        route: RouteHandler | None = None,
+        route_stale: StalePolicy = "speak",
+        transcript_timeout_s: float = 15.0,
+        turn_log: TurnSink | None = None,
+        cleanups: Sequence[Callable[[], None]] = (),
     ) -> None:
         self._transport = transport
+        self._open_transport = open_transport
         self._config = config
         self._http = http_client
         self._owns_http = owns_http
         self._taps = [*Call.global_taps, *taps]
         self._clock = clock
-        self.conversation = Conversation(clock=clock)
-        #: The full effective session, from the latest ``session.created``/``session.updated``.
-        self.session: dict[str, Any] = {}
-        self.connect_ms: float | None = None
+        self._speed = speed
+        self._transcript_timeout_s = transcript_timeout_s
+        self._sent = AudioHistory(API_RATE, keep_user_audio_s) if keep_user_audio_s > 0 else None
+        self._session = self._new_session(transport, first_index=0)
+        self._tasks = TaskSet(log, "the call")
+        self._tools = ToolRunner(dict(tool_handlers or {}), self._tasks.spawn, self._flush)
+        self._local = local_vad
+        self._respond_locally = respond_locally
+        self._turn_log = turn_log
+        self._cleanups = list(cleanups)
         self._events: Feed[ev.ServerEvent] = Feed(maxlen=20_000)
         self._deltas: Feed[TranscriptDelta] = Feed()
         self._turns: Feed[Turn] = Feed()
         self._audio: Feed[np.ndarray] = Feed(replay=False, maxlen=500)  # ~10 s
         self._responses: Feed[ResponseFinished] = Feed()
         self._function_calls: Feed[FunctionCallDone] = Feed()
-        self._pending: dict[str, asyncio.Future[ev.ServerEvent]] = {}
-        self._session_created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._notices: Feed[CallNotice] = Feed()
+        self._replies: dict[str, Reply] = {}
+        self._requests: dict[str, asyncio.Future[ev.ServerEvent]] = {}
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._joining: tuple[ClientSession, Transport] | None = None
+        self._quiet = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._sink_tasks: list[tuple[asyncio.Task[None], Sink]] = []
         self._closed = False
         self._close_error: BaseException | None = None
-        self._sink_tasks: list[tuple[asyncio.Task[None], Any]] = []
-        self._cleanups: list[Callable[[], None]] = []
-        self._audio_stopped = asyncio.Event()
-        self._audio_stopped.set()
-        self.errors: list[ServerErrorEvent] = []
-        self._tool_handlers: dict[str, ToolHandler] = dict(tool_handlers or {})
-        self._response_idle = asyncio.Event()
-        self._response_idle.set()
-        self._background: set[asyncio.Task[Any]] = set()  # tool runs, commits, reconnects
-        # user audio as sent, for user-turn audio and local VAD
-        self._sent = AudioHistory(24000, keep_user_audio_s) if keep_user_audio_s > 0 else None
-        self._speech_start_ms: dict[str, float] = {}
-        self._turn_audio: dict[str, np.ndarray] = {}
-        self._local_vad = local_vad
-        self._detector = local_vad.detector(24000) if local_vad is not None else None
-        self._local_turns: list[np.ndarray] = []  # detected locally, awaiting their item id
-        self._commit_countdown = 0  # samples to send before committing a local turn
-        self._attach(transport)
-        self._reconnect = reconnect
-        self._transport_factory = transport_factory
-        self._notices: Feed[CallNotice] = Feed()
         self._usage_before = Usage()  # usage of the sessions replaced by reconnects
-        self._replayed_ids: set[str] = set()
-        self._recycle_timer: asyncio.TimerHandle | None = None
+        self.connect_ms: float | None = None
+        """Milliseconds :func:`livetalk.connect` took (set once connected)."""
+        self.errors: list[ServerError] = []
+        """Every ``error`` event of the call, as exceptions, in order."""
+        self._router = None if route is None else Router(
+            route, say=self.say, hold=self._session_hold, release=self._session_release,
+            notify=self._route_notice, newest_user_index=self._newest_user_index,
+            stale=route_stale)
+        self._reconnector = None if reconnect is None or open_transport is None else Reconnector(
+            reconnect, reopen=self._reopen, notify=self._notices.publish, fail=self._shutdown,
+            is_closed=lambda: self._closed, spawn=self._tasks.spawn)
+        self._attach(transport)
+
+    def _new_session(self, transport: Transport, *, first_index: int) -> ClientSession:
+        return ClientSession(
+            playout=transport.playout, clock=self._clock, speed=self._speed,
+            transcript_timeout_s=self._transcript_timeout_s,
+            audio_lookup=self._sent.slice_ms if self._sent is not None else None,
+            first_index=first_index)
 
     def _attach(self, transport: Transport) -> None:
-        """Route a transport's audio into the call's feeds and taps."""
         transport.add_audio_consumer(self._audio.publish)
-        if self._sent is not None or self._detector is not None:
+        if self._sent is not None or self._local is not None:
             transport.on_sent_audio = self._on_sent_audio
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Call {self.call_id or '?'} {self._transport.kind} {state}>"
 
+    # ---------------------------------------------------------------- opening
+    async def start(self, *, timeout: float, send_config: bool) -> None:
+        """Connect the transport and wait for ``session.created`` (and, with ``send_config``,
+        for the ``session.updated`` answering the config). :func:`livetalk.connect` calls it.
+
+        Raises:
+            AuthenticationError, BadRequestError: the server refused the session (an ``error``
+                before ``session.created``; over WebSocket, a refusal inside the socket).
+            ConnectTimeout: no ``session.created`` within ``timeout``.
+            ConnectError, SignalingError, APIStatusError: the transport could not connect.
+        """
+        await self._connect_transport(self._transport, self._session, timeout)
+        if self._reconnector is not None:
+            self._reconnector.schedule_recycle()
+        if send_config and self._config is not None:
+            await self.update_session(self._config, timeout=timeout)
+
+    async def _connect_transport(self, transport: Transport, session: ClientSession,
+                                 timeout: float) -> None:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ready = ready
+        self._joining = (session, transport)
+        try:
+            await transport.connect(lambda data: self._on_event(session, data),
+                                    lambda error: self._on_transport_closed(transport, error))
+            session.call_id = transport.call_id
+            if not transport.carries_audio and not session.ready:
+                # A sideband joins a session that exists already: an empty update is
+                # answered with session.updated carrying the full effective session.
+                session.update_session({})
+                self._send_queued(session, transport)
+            try:
+                await asyncio.wait_for(asyncio.shield(ready), timeout)
+            except TimeoutError:
+                raise ConnectTimeout(
+                    f"connected, but no session.created arrived within {timeout:g} s") from None
+        finally:
+            self._joining = None
+
+    # ---------------------------------------------------------------- the pump
+    def _on_event(self, session: ClientSession, data: dict[str, Any]) -> None:
+        for tap in self._taps:
+            tap("in", data)
+        if session.closed:
+            return  # a replaced transport's last words
+        if session is self._session:
+            transport = self._transport
+        elif self._joining is not None and self._joining[0] is session:
+            transport = self._joining[1]  # a reconnect's new call, not swapped in yet
+        else:
+            return
+        try:
+            outputs = session.receive(data)
+        except EventParseError as exc:
+            log.warning("ignoring a malformed server event: %s", exc)
+            return
+        self._dispatch(outputs, session, transport)
+        if session is self._session:
+            self._flush()
+
+    def _dispatch(self, outputs: list[Output], session: ClientSession,
+                  transport: Transport) -> None:
+        for out in outputs:
+            if isinstance(out, ev.ServerEvent):
+                self._events.publish(out)
+                if isinstance(out, ev.SessionCreated | ev.SessionUpdated):
+                    transport.set_audio_formats(session.audio_format("input"),
+                                                session.audio_format("output"))
+                    if not self._ready.done():
+                        self._ready.set_result(None)
+                elif isinstance(out, ev.ErrorEvent):
+                    self.errors.append(out.to_exception())
+                    log.warning("server error event: %s", out.to_exception())
+            elif isinstance(out, TranscriptDelta):
+                self._deltas.publish(out)
+            elif isinstance(out, Turn):
+                self._publish_turn(out)
+            elif isinstance(out, ResponseFinished):
+                self._responses.publish(out)
+                self._tools.on_response_done(session, out.response_id)
+            elif isinstance(out, FunctionCallDone):
+                self._function_calls.publish(out)
+                self._tools.on_function_call(session, out)
+            elif isinstance(out, RequestDone | RequestFailed):
+                future = self._requests.pop(out.request_id, None)
+                if future is not None and not future.done():
+                    if isinstance(out, RequestDone):
+                        future.set_result(out.event)
+                    else:
+                        future.set_exception(out.error)
+            elif isinstance(out, ReplyDone):
+                reply = self._replies.pop(out.reply_id, None)
+                if reply is not None:
+                    reply._resolve(out.turn)
+            elif isinstance(out, ReplyFailed):
+                reply = self._replies.pop(out.reply_id, None)
+                if reply is not None:
+                    log.warning("reply %s failed: %s", out.reply_id, out.error)
+                    reply._fail(out.error)
+            elif isinstance(out, Rejected) and not self._ready.done():
+                self._ready.set_exception(refusal_error(out.error.error))
+
+    def _publish_turn(self, turn: Turn) -> None:
+        self._turns.publish(turn)
+        if self._turn_log is not None:
+            self._turn_log.append(turn)
+        if self._router is not None:
+            self._router.on_turn(turn)
+
+    def _flush(self) -> None:
+        """Send what the session queued; re-arm its timer; update the quiet state."""
+        session = self._session
+        self._send_queued(session, self._transport)
+        deadline = None if self._closed else session.next_deadline()
+        if deadline != self._timer_deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._timer_deadline = deadline
+            if deadline is not None:
+                delay = max(0.0, deadline - self._clock())
+                self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        if session.quiet and (self._local is None or not self._local.in_turn):
+            self._quiet.set()
+        else:
+            self._quiet.clear()
+
+    def _send_queued(self, session: ClientSession, transport: Transport) -> None:
+        for event in session.data_to_send():
+            data = event.to_dict()
+            for tap in self._taps:
+                tap("out", data)
+            try:
+                transport.send(wire.dumps(data))
+            except LivetalkError as exc:  # the transport is gone: the close path reports it
+                log.info("could not send %s: %s", event.type, exc)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_deadline = None, None
+        if not self._closed:
+            self._dispatch(self._session.tick(), self._session, self._transport)
+            self._flush()
+
+    def _on_transport_closed(self, transport: Transport, error: BaseException | None) -> None:
+        if self._closed:
+            return
+        if self._joining is not None and self._joining[1] is transport:
+            if not self._ready.done():  # (after a refusal its error event already failed it)
+                self._ready.set_exception(_connect_failure(error))
+            return
+        if transport is not self._transport:
+            return
+        if error is not None and self._reconnector is not None:
+            self._reconnector.on_drop(error)
+            return
+        failure = None
+        if error is not None:
+            last = f"; last server error: {self.errors[-1]}" if self.errors else ""
+            failure = CallClosedError(f"the call ended abnormally: {error}{last}")
+        self._tasks.spawn(self._shutdown(failure))
+
+    # ---------------------------------------------------------------- reconnect
+    async def _reopen(self, recycle: bool) -> str | None:
+        """Open a replacement call and swap it in (see :mod:`livetalk.reconnect`)."""
+        assert self._open_transport is not None
+        old, old_session = self._transport, self._session
+        if not recycle:
+            await old.close(hangup_call=False)
+        transport = await self._open_transport()
+        session = self._new_session(transport, first_index=old_session.conversation.next_index)
+        try:
+            await self._connect_transport(transport, session, transport.connect_timeout)
+        except BaseException:
+            await transport.close(hangup_call=False)
+            raise
+        history = self._turns.items()
+        replies = old_session.unfinished_replies()
+        self._dispatch(old_session.close(fail_replies=False), old_session, old)
+        self._usage_before = self._usage_before + old_session.usage
+        self._transport, self._session = transport, session
+        self._attach(transport)
+        if self._config is not None:
+            session.update_session(self._config.to_dict())
+        session.replay(history)
+        session.adopt_replies(replies)
+        self._flush()
+        if recycle:
+            await old.close()
+        return transport.call_id
+
     # ---------------------------------------------------------------- properties
     @property
     def call_id(self) -> str | None:
-        """The ``rtc_...`` id from the ``Location`` header (None over WebSocket)."""
+        """The ``rtc_...`` id of the call (None over WebSocket)."""
         return self._transport.call_id
 
     @property
@@ -244,280 +405,126 @@ class Call:
         return self._close_error
 
     @property
+    def protocol(self) -> ClientSession:
+        """The sans-I/O client session: every piece of protocol state (read it, do not feed
+        it; a reconnect replaces it)."""
+        return self._session
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The full effective session, from the latest ``session.created``/``session.updated``."""
+        return self._session.session
+
+    @property
     def usage(self) -> Usage:
         """Token usage summed over every finished response (across reconnects)."""
-        return self._usage_before + self.conversation.usage_total
+        return self._usage_before + self._session.usage
 
     @property
     def response_active(self) -> bool:
         """A response is being generated (``response.created`` seen, ``response.done`` not)."""
-        return self.conversation.response_active
+        return self._session.response_active
 
     @property
     def assistant_speaking(self) -> bool:
-        """The server is playing reply audio (between ``output_audio_buffer.started`` and
-        ``stopped``/``cleared``)."""
-        return not self._audio_stopped.is_set()
+        """Reply audio is playing (WebRTC: between ``output_audio_buffer.started`` and its end;
+        WebSocket: within the reply's audio length since its first delta)."""
+        return self._session.assistant_speaking
 
     @property
     def outbound_track(self) -> Any:
         """The :class:`~livetalk.transport.tracks.OutboundAudioTrack` carrying your audio
         (WebRTC), or None over WebSocket."""
-        return getattr(self._transport, "track", None)
+        return self._transport.outbound_track
 
     @property
     def transport_kind(self) -> str:
         """``"webrtc"`` or ``"websocket"`` (after an ``"auto"`` connect: the one in use)."""
         return self._transport.kind
 
-    # ---------------------------------------------------------------- start
-    async def _start(self, *, send_update: bool, timeout: float) -> None:
-        await self._transport.connect(self._on_message, self._on_transport_closed)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._session_created), timeout)
-        except TimeoutError:
-            raise ConnectTimeout(
-                f"connected, but no session.created arrived within {timeout:g} s"
-            ) from None
-        if send_update and self._config is not None:
-            await self.update_session(self._config, timeout=timeout)
+    @property
+    def turns_so_far(self) -> list[Turn]:
+        """The turns completed so far (a snapshot)."""
+        return self._turns.items()
 
-    # ---------------------------------------------------------------- incoming
-    def _on_message(self, text: str) -> None:
-        try:
-            raw = json.loads(text)
-        except ValueError:
-            log.warning("ignoring a data-channel message that is not JSON (%d bytes)", len(text))
-            return
-        for tap in self._taps:
-            tap("in", raw)
-        try:
-            event = wire.parse_server_event(raw)
-        except RemoteProtocolError as exc:
-            log.warning("ignoring a malformed server event: %s", exc)
-            return
-        self._handle(event)
+    # ---------------------------------------------------------------- requests
+    def send(self, event: ev.ClientEvent | Mapping[str, Any]) -> str:
+        """Send one client event (typed, or a wire dict checked as one); returns its
+        ``event_id``. An ``error`` answering it is logged and kept in :attr:`errors`.
 
-    def _handle(self, event: ev.ServerEvent) -> None:
-        if isinstance(event, ev.SessionCreated | ev.SessionUpdated):
-            self.session = dict(event.session)
-            if not self._session_created.done():
-                self._session_created.set_result(None)
-        elif isinstance(event, ev.ErrorEvent):
-            exc = event.to_exception()
-            self.errors.append(exc)
-            log.info("server error event: %s", exc)
-            fut = self._pending.pop(event.client_event_id or "", None)
-            if fut is not None and not fut.done():
-                fut.set_result(event)
-        elif isinstance(event, ev.ResponseCreated):
-            self._response_idle.clear()
-        elif isinstance(event, ev.InputAudioBufferSpeechStarted):
-            self._speech_start_ms[event.item_id] = event.audio_start_ms
-        elif isinstance(event, ev.InputAudioBufferSpeechStopped):
-            start = self._speech_start_ms.pop(event.item_id, None)
-            if start is not None and self._sent is not None:
-                self._turn_audio[event.item_id] = self._sent.slice_ms(start, event.audio_end_ms)
-        elif isinstance(event, ev.InputAudioBufferCommitted) and self._local_turns:
-            self._turn_audio[event.item_id] = self._local_turns.pop(0)
-        elif isinstance(event, ev.OutputAudioBufferStarted):
-            self._audio_stopped.clear()
-        elif isinstance(event, ev.OutputAudioBufferStopped | ev.OutputAudioBufferCleared):
-            self._audio_stopped.set()
-        if isinstance(event, ev.SessionUpdated):
-            for key in [k for k, f in self._pending.items() if k.startswith("session.update:")]:
-                fut = self._pending.pop(key)
-                if not fut.done():
-                    fut.set_result(event)
-        for update in self.conversation.feed(event):
-            if isinstance(update, TranscriptDelta):
-                self._deltas.publish(update)
-            elif isinstance(update, Turn):
-                if update.item_id in self._replayed_ids:
-                    continue  # history replayed after a reconnect was already published
-                audio = self._turn_audio.pop(update.item_id, None)
-                self._turns.publish(update if audio is None else replace(update, audio=audio))
-            elif isinstance(update, ResponseFinished):
-                self._responses.publish(update)
-                if not self.conversation.response_active:
-                    self._response_idle.set()
-            elif isinstance(update, FunctionCallDone):
-                self._function_calls.publish(update)
-                if update.name in self._tool_handlers:
-                    self._spawn(self._run_tool(update))
-        self._events.publish(event)
-
-    def _on_transport_closed(self, error: BaseException | None) -> None:
-        if self._closed:
-            return
-        if error is not None and self._reconnect is not None and self._transport_factory:
-            self._spawn(self._reconnect_loop(error))
-            return
-        failure = None
-        if error is not None:
-            last = f"; last server error: {self.errors[-1]}" if self.errors else ""
-            failure = CallClosedError(f"the call ended abnormally: {error}{last}")
-        self._spawn(self._shutdown(failure))
-
-    # ---------------------------------------------------------------- reconnect
-    def notices(self) -> AsyncIterator[CallNotice]:
-        """Reconnects and recycles of the call (see :class:`Reconnect`)."""
-        return aiter(self._notices)
-
-    def _schedule_recycle(self) -> None:
-        policy = self._reconnect
-        if policy is None or policy.recycle_after_s is None or self._transport_factory is None:
-            return
-        loop = asyncio.get_running_loop()
-        self._recycle_timer = loop.call_later(
-            policy.recycle_after_s, lambda: self._spawn(self._recycle()))
-
-    async def _open_replacement(self, timeout: float) -> Transport:
-        """Connect a new transport and bring its session to where this one was."""
-        assert self._transport_factory is not None
-        transport = self._transport_factory()
-        self._session_created = asyncio.get_running_loop().create_future()
-        try:
-            await transport.connect(self._on_message, self._on_transport_closed)
-            await asyncio.wait_for(asyncio.shield(self._session_created), timeout)
-        except BaseException:
-            await transport.close(hangup_call=False)
-            raise
-        return transport
-
-    def _replay(self, history: list[Turn]) -> None:
-        """Send the config and the conversation so far (as text) to the new session."""
-        if self._config is not None:
-            self.send({"type": "session.update", "session": self._config.to_dict()})
-        for n, turn in enumerate(history):
-            if not turn.text:
-                continue
-            item_id = f"item_replay{len(self._replayed_ids)}_{n}"
-            self._replayed_ids.add(item_id)
-            kind = "output_text" if turn.role == "assistant" else "input_text"
-            self.send({"type": "conversation.item.create", "item": {
-                "id": item_id, "type": "message", "role": str(turn.role),
-                "content": [{"type": kind, "text": turn.text}]}})
-
-    def _swap(self, transport: Transport) -> None:
-        self._usage_before = self._usage_before + self.conversation.usage_total
-        history = self._turns.items()
-        self.conversation = Conversation(clock=self._clock)
-        self._transport = transport
-        self._attach(transport)
-        self._response_idle.set()
-        self._audio_stopped.set()
-        self._replay(history)
-        self._schedule_recycle()
-
-    async def _reconnect_loop(self, error: BaseException) -> None:
-        policy = self._reconnect
-        assert policy is not None
-        old = self._transport
-        await old.close(hangup_call=False)
-        delay = policy.initial_backoff_s
-        last: BaseException = error
-        for attempt in range(1, policy.max_attempts + 1):
-            self._notices.publish(CallNotice("reconnecting", attempt, error=str(last)))
-            await asyncio.sleep(delay)
-            if self._closed:
-                return
+        Raises:
+            CallClosedError: the call is closed.
+            LocalProtocolError: the dict is not a valid client event (nothing was sent).
+        """
+        self._check_open()
+        if not isinstance(event, ev.ClientEvent):
             try:
-                transport = await self._open_replacement(old_timeout(old))
-            except LivetalkError as exc:
-                last = exc
-                delay = min(delay * 2 or 0.1, policy.max_backoff_s)
-                continue
-            self._swap(transport)
-            self._notices.publish(CallNotice("reconnected", attempt, call_id=transport.call_id))
-            return
-        await self._shutdown(CallClosedError(
-            f"the call dropped ({error}) and {policy.max_attempts} reconnect attempts failed; "
-            f"last error: {last}"))
-
-    async def _recycle(self) -> None:
-        if self._closed:
-            return
-        old = self._transport
-        try:
-            transport = await self._open_replacement(old_timeout(old))
-        except LivetalkError as exc:
-            log.warning("proactive recycle failed (%s); keeping the current call", exc)
-            self._schedule_recycle()
-            return
-        self._swap(transport)
-        await old.close()
-        self._notices.publish(CallNotice("recycled", call_id=transport.call_id))
-
-    # ---------------------------------------------------------------- outgoing
-    def send(self, event: ev.ClientEvent | dict[str, Any]) -> str:
-        """Send one client event (typed or a wire dict); returns its ``event_id``."""
-        if self._closed:
-            raise CallClosedError("the call is closed")
-        data = event.to_dict() if isinstance(event, ev.ClientEvent) else dict(event)
-        if not isinstance(data.get("type"), str):
-            raise ConfigError("a client event needs a string 'type'")
-        data.setdefault("event_id", wire.new_event_id())
-        for tap in self._taps:
-            tap("out", data)
-        self._transport.send(json.dumps(data, separators=(",", ":")))
-        return str(data["event_id"])
+                event = wire.parse_client_event(dict(event))
+            except EventParseError as exc:
+                raise LocalProtocolError(f"not a valid client event: {exc}") from exc
+        event_id = self._session.send(event)
+        self._flush()
+        return event_id
 
     async def update_session(
-        self, config: SessionConfig | dict[str, Any], *, timeout: float = 10.0
+        self, config: SessionConfig | Mapping[str, Any], *, timeout: float = 10.0
     ) -> dict[str, Any]:
         """Send ``session.update`` and wait for ``session.updated``.
 
-        Returns the full effective session. Raises
-        :class:`~livetalk.errors.ServerErrorEvent` when the server rejects the update.
+        Returns:
+            The full effective session.
+
+        Raises:
+            ServerError: the server rejected the update (the session is unchanged).
+            RequestTimeout: no answer within ``timeout`` seconds.
+            CallClosedError: the call closed first.
         """
-        session = config.to_dict() if isinstance(config, SessionConfig) else dict(config)
-        session.setdefault("type", "realtime")
-        event_id = wire.new_event_id()
-        fut: asyncio.Future[ev.ServerEvent] = asyncio.get_running_loop().create_future()
-        self._pending[event_id] = fut
-        self._pending["session.update:" + event_id] = fut
+        self._check_open()
+        body = config.to_dict() if isinstance(config, SessionConfig) else dict(config)
+        request_id = self._session.update_session(body)
+        future: asyncio.Future[ev.ServerEvent] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = future
+        self._flush()
         try:
-            self.send({"type": "session.update", "event_id": event_id, "session": session})
-            reply = await asyncio.wait_for(fut, timeout)
+            await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            raise CallClosedError(f"no session.updated within {timeout:g} s") from None
+            raise RequestTimeout(f"no session.updated within {timeout:g} s") from None
         finally:
-            self._pending.pop(event_id, None)
-            self._pending.pop("session.update:" + event_id, None)
-        if isinstance(reply, ev.ErrorEvent):
-            raise reply.to_exception()
-        return self.session
+            self._requests.pop(request_id, None)
+        return self._session.session
 
-    def send_audio(self, pcm: np.ndarray, rate: int = 24000) -> None:
-        """Queue int16 mono PCM at ``rate`` for sending (non-blocking)."""
-        self._transport.send_audio(pcm, rate)
+    def create_response(self, **response: Any) -> Reply:
+        """Ask for a response (``response.create`` with these options, e.g.
+        ``instructions=...``), in turn: it waits while another response runs.
 
-    async def stream(self, source: Any) -> None:
-        """Send every chunk of an audio source, paced in real time (or at the clock's speed).
+        Returns:
+            The :class:`~livetalk.routing.Reply`; ``await`` it for the assistant turn.
 
-        Returns when the source is exhausted and its audio has been sent. Cancelling stops
-        the stream and drops what is queued.
+        Raises:
+            CallClosedError: the call is closed.
         """
-        try:
-            await self._transport.play(source)
-        except asyncio.CancelledError:
-            self._transport.clear_outbound()
-            raise
+        self._check_open()
+        reply = Reply(self._session.request_response(response))
+        self._replies[reply.id] = reply
+        self._flush()
+        return reply
 
-    def create_response(self, **response: Any) -> str:
-        """Send ``response.create`` (options as in the API, e.g. ``instructions=...``)."""
-        event: dict[str, Any] = {"type": "response.create"}
-        if response:
-            event["response"] = response
-        return self.send(event)
+    def say(self, text: str, *, conversation: str | None = None) -> Reply:
+        """Have the model speak exactly ``text``: the way to voice your own agent's answer.
 
-    def say(self, text: str, *, conversation: str | None = None) -> str:
-        """Have the model speak exactly ``text`` (a ``response.create`` with instructions).
+        The request waits its turn (it is never refused for an active response), and
+        ``await reply`` gives the assistant turn once its audio stopped playing (completed,
+        or cancelled with the words heard when the user barges in).
 
-        Use it to voice an answer your own agent produced for a user turn.
+        Args:
+            text: what to say, verbatim.
+            conversation: ``"none"`` to keep the answer out of the conversation.
+
+        Raises:
+            ConfigError: ``text`` is empty.
+            CallClosedError: the call is closed.
         """
-        if not text.strip():
+        if not isinstance(text, str) or not text.strip():
             raise ConfigError("say() needs non-empty text")
         options: dict[str, Any] = {"instructions": f"{SAY_EXACTLY_PREFIX} {text}"}
         if conversation is not None:
@@ -527,99 +534,123 @@ class Call:
     def add_text(self, text: str, *, role: str = "user") -> str:
         """Append a text message to the conversation (``conversation.item.create``)."""
         kind = "output_text" if role == "assistant" else "input_text"
-        return self.send({"type": "conversation.item.create", "item": {
-            "type": "message", "role": role, "content": [{"type": kind, "text": text}]}})
+        return self.send(ev.ConversationItemCreate(item={
+            "type": "message", "role": role, "content": [{"type": kind, "text": text}]}))
 
-    def interrupt(self) -> None:
+    def interrupt(self, *, played_ms: float | None = None) -> None:
         """Cut the assistant off.
 
         Over WebRTC: ``response.cancel`` if a response is active, then
         ``output_audio_buffer.clear``; the server truncates the unplayed audio. Over
         WebSocket: ``response.cancel`` if active, then ``conversation.item.truncate`` at the
-        played position (integer ms, clamped to the audio received, never before the first
-        audio).
+        played position (``played_ms`` if your player knows it; by default the time since
+        the reply's first audio, capped at the audio received). Either way the reply's turn
+        ends ``cancelled`` with the words heard.
         """
-        if self.conversation.response_active:
-            self.send({"type": "response.cancel"})
-        if self._transport.media_audio or getattr(self._transport, "sideband", False):
-            # a sideband's call has media too: it is held by the browser or device
-            self.send({"type": "output_audio_buffer.clear"})
-            return
-        truncation = getattr(self._transport, "truncation", None)
-        event = truncation() if truncation is not None else None
-        if event is not None:
-            self.send(event)
-
-    # ---------------------------------------------------------------- sent audio, local VAD
-    def _on_sent_audio(self, pcm: np.ndarray) -> None:
-        if self._sent is not None:
-            self._sent.write(pcm)
-        if self._detector is None or self._closed:
-            return
-        if self._commit_countdown > 0:
-            self._commit_countdown -= pcm.size
-            if self._commit_countdown <= 0:
-                self._commit_local_turn()
-        for vad_event in self._detector.feed(pcm):
-            if isinstance(vad_event, SpeechStarted):
-                log.debug("local VAD: speech started at %d ms", vad_event.start_ms)
-                assert self._local_vad is not None
-                if self._local_vad.barge_in and (self.response_active or self.assistant_speaking):
-                    self.interrupt()
-            elif isinstance(vad_event, SpeechStopped):
-                log.debug("local VAD: speech stopped at %d ms", vad_event.end_ms)
-                self._local_turns.append(vad_event.audio)
-                if self._commit_countdown > 0:  # a turn already waiting: commit it now
-                    self._commit_local_turn()
-                if self._transport.media_audio:
-                    # commit once a little more media has gone out: the server decodes RTP
-                    # behind the data channel (jitter buffer); the turn's last frames must be in
-                    self._commit_countdown = _COMMIT_DELAY_SAMPLES
-                else:  # WebSocket: audio and events share one ordered stream
-                    self._commit_local_turn()
-
-    def _commit_local_turn(self) -> None:
-        self._commit_countdown = 0
-        self.send({"type": "input_audio_buffer.commit"})
-        assert self._local_vad is not None
-        if self._local_vad.respond:
-            self._spawn(self._respond_when_idle())
-
-    async def _respond_when_idle(self) -> None:
-        await self._response_idle.wait()
-        if not self._closed:
-            self.send({"type": "response.create"})
+        self._check_open()
+        self._session.interrupt(played_ms)
+        self._flush()
 
     def commit(self, *, respond: bool = False) -> None:
         """Push-to-talk: commit the audio sent since the last commit as a user turn.
 
         Use it with ``turn_detection=None``; ``respond=True`` also asks for a reply.
         """
-        self.send({"type": "input_audio_buffer.commit"})
+        self._check_open()
+        self._session.commit()
         if respond:
-            self.send({"type": "response.create"})
+            self._session.request_response()
+        self._flush()
 
-    # ---------------------------------------------------------------- tools
     def register_tool(self, name: str, handler: ToolHandler) -> None:
         """Answer the model's calls of function ``name`` with ``handler``.
 
         The handler gets the call's JSON arguments as keyword arguments, may be sync or
         async, and returns the output (a string, or a JSON-serialisable value). livetalk
-        sends it as a ``function_call_output`` item followed by ``response.create`` once the
-        calling response is done. A handler that raises is reported to the model as an
-        error output; the call goes on. Declare the tool itself in the session
-        (``SessionConfig(tools=[FunctionTool(...)])``).
+        sends the outputs of a response's calls as ``function_call_output`` items followed by
+        one ``response.create`` once that response is done. A handler that raises is reported
+        to the model as an error output; the call goes on. Declare the tool itself in the
+        session (``SessionConfig(tools=[FunctionTool(...)])``).
         """
-        self._tool_handlers[name] = handler
+        self._tools.register(name, handler)
 
-    async def _run_tool(self, call: FunctionCallDone) -> None:
-        output = await run_tool_handler(self._tool_handlers[call.name], call.arguments)
-        await self._response_idle.wait()
+    def _check_open(self) -> None:
         if self._closed:
+            raise CallClosedError("the call is closed")
+
+    # ---------------------------------------------------------------- audio
+    def send_audio(self, pcm: np.ndarray, rate: int = API_RATE) -> None:
+        """Queue int16 mono PCM at ``rate`` for sending (non-blocking)."""
+        self._transport.send_audio(pcm, rate)
+
+    async def stream(self, source: Source) -> None:
+        """Send every chunk of an audio source, paced in real time (or at the clock's speed).
+
+        Returns when the source is exhausted and its audio has been sent. Cancelling stops
+        the stream and drops what is queued. To end a call cleanly after the input ends, use
+        :meth:`finish`.
+        """
+        try:
+            await self._transport.play(source)
+        except asyncio.CancelledError:
+            self._transport.clear_outbound()
+            raise
+
+    async def finish(self, *, timeout: float | None = 60.0) -> None:
+        """End the call cleanly once the input is over: no guessing of silence lengths.
+
+        Sends the trailing silence the turn detector needs to end the last turn (the
+        session's ``silence_duration_ms``, or local VAD's window, plus a margin), waits until
+        nothing is pending (:meth:`wait_until_quiet`: the last turn's transcript, the routed
+        answer, the reply and its audio), then closes the call.
+
+        Raises:
+            Timeout: still not quiet after ``timeout`` seconds (the call is closed anyway).
+        """
+        try:
+            if not self._closed and self._transport.carries_audio:
+                await self.stream(SilenceSource(self._trailing_silence_ms() / 1000,
+                                                rate=API_RATE))
+            await self.wait_until_quiet(timeout=timeout)
+        finally:
+            await self.close()
+
+    def _trailing_silence_ms(self) -> float:
+        if self._local is not None:
+            from livetalk.localvad import COMMIT_DELAY_MS
+
+            return self._local.settings.silence_ms + COMMIT_DELAY_MS + _TRAILING_SILENCE_MARGIN_MS
+        td = self._session.turn_detection
+        if td is None:
+            return _TRAILING_SILENCE_MARGIN_MS
+        if td.get("type") == "semantic_vad":
+            return 2000.0 + _TRAILING_SILENCE_MARGIN_MS
+        silence = td.get("silence_duration_ms")
+        return float(silence if isinstance(silence, int | float) else 500) + (
+            _TRAILING_SILENCE_MARGIN_MS)
+
+    def _on_sent_audio(self, pcm: np.ndarray) -> None:
+        if self._sent is not None:
+            self._sent.write(pcm)
+        if self._local is None or self._closed:
             return
-        self.send({"type": "conversation.item.create", "item": {
-            "type": "function_call_output", "call_id": call.call_id, "output": output}})
-        self.send({"type": "response.create"})
+        session = self._session
+        was_in_turn = self._local.in_turn
+        events = self._local.feed(pcm)
+        if not events and was_in_turn == self._local.in_turn:
+            return
+        for event in events:
+            if isinstance(event, SpeechStarted):
+                log.debug("local VAD: speech started at %d ms", event.start_ms)
+                speaking = session.response_active or session.assistant_speaking
+                if self._local.settings.barge_in and speaking:
+                    session.interrupt()
+            elif isinstance(event, CommitTurn):
+                log.debug("local VAD: committing %.0f-%.0f ms", event.start_ms, event.end_ms)
+                session.commit((event.start_ms, event.end_ms))
+                if self._respond_locally:
+                    session.request_response()
+        self._flush()
 
     # ---------------------------------------------------------------- iterators
     def events(self) -> AsyncIterator[ev.ServerEvent]:
@@ -646,23 +677,29 @@ class Call:
         """Model audio as int16 mono 24 kHz chunks, from the moment you start reading."""
         return aiter(self._audio)
 
-    def record_to(self, sink: Any) -> None:
-        """Write the model audio to a sink (``WavSink``, ``BufferSink``...) until close."""
+    def notices(self) -> AsyncIterator[CallNotice]:
+        """Things that happened to the call itself: reconnects, recycles, route errors."""
+        return aiter(self._notices)
+
+    def record_to(self, sink: Sink | str) -> None:
+        """Write the model audio to a sink (``WavSink``, ``BufferSink``...) or a WAV file
+        path until the call closes."""
+        target: Sink = WavSink(sink, rate=API_RATE) if isinstance(sink, str) else sink
 
         async def pump() -> None:
             async for chunk in self._audio:
-                await sink.write(chunk)
+                await target.write(chunk)
 
-        self._sink_tasks.append((asyncio.ensure_future(pump()), sink))
-
-    @property
-    def turns_so_far(self) -> list[Turn]:
-        """The turns completed so far (a snapshot)."""
-        return self._turns.items()
+        self._sink_tasks.append((asyncio.ensure_future(pump()), target))
 
     async def wait_for_turns(self, count: int, *, role: str | None = None,
                              timeout: float | None = None) -> list[Turn]:
-        """Wait until ``count`` turns (of ``role`` if given) have completed; returns them."""
+        """Wait until ``count`` turns (of ``role`` if given) have completed; returns them.
+
+        Raises:
+            Timeout: fewer turns within ``timeout`` seconds.
+            CallClosedError: the call closed first.
+        """
 
         async def wait() -> list[Turn]:
             got: list[Turn] = []
@@ -673,270 +710,98 @@ class Call:
                         return got
             raise CallClosedError(f"the call closed after {len(got)} of {count} turns")
 
-        return await asyncio.wait_for(wait(), timeout)
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            raise Timeout(f"fewer than {count} turns within {timeout:g} s") from None
 
-    async def wait_until_quiet(self, *, timeout: float = 30.0) -> bool:
-        """Wait until no response is active and no reply audio is playing. False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self.response_active or self.assistant_speaking:
-            if self._closed or time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+    async def wait_until_quiet(self, *, timeout: float | None = 60.0) -> None:
+        """Wait until nothing is pending: no user speech in progress, no user turn awaiting
+        its transcript or its routed answer, no queued or active response, no reply audio
+        playing. Event-driven; returns at once when the call is closed.
+
+        Raises:
+            Timeout: still busy after ``timeout`` seconds (the message says with what).
+        """
+        if self._closed:
+            return
+        self._flush()
+        closed = asyncio.ensure_future(self._turns.wait_closed())
+        quiet = asyncio.ensure_future(self._quiet.wait())
+        try:
+            done, _ = await asyncio.wait({closed, quiet}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            quiet.cancel()
+        if not done:
+            reasons = "; ".join(self._session.pending()) or "local turn detection"
+            raise Timeout(f"the call was not quiet within {timeout:g} s: {reasons}")
 
     # ---------------------------------------------------------------- close
     async def close(self) -> None:
         """Hang up, stop the tracks and end every iterator normally. Idempotent."""
         await self._shutdown(None)
 
-    async def _shutdown(self, error: BaseException | None) -> None:
+    async def _shutdown(self, error: LivetalkError | None) -> None:
         if self._closed:
             return
         self._closed = True
         self._close_error = error
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+        if self._router is not None:
+            await self._router.close()
+        if not self._ready.done():
+            self._ready.set_exception(error or CallClosedError("the call was closed"))
+            self._ready.exception()
         await self._transport.close(hangup_call=error is None)
-        for turn in self.conversation.flush():
-            self._turns.publish(turn)
-        if self._recycle_timer is not None:
-            self._recycle_timer.cancel()
+        self._dispatch(self._session.close(error), self._session, self._transport)
         for feed in (self._events, self._deltas, self._turns, self._responses,
                      self._function_calls, self._audio, self._notices):
             feed.close(error)
         for task, sink in self._sink_tasks:
-            with contextlib.suppress(asyncio.CancelledError, LivetalkError):
+            try:
                 await task
-            with contextlib.suppress(LivetalkError):
+            except (asyncio.CancelledError, LivetalkError):
+                pass
+            try:
                 await sink.close()
+            except LivetalkError:
+                pass
+        for future in self._requests.values():
+            if not future.done():
+                future.set_exception(error or CallClosedError("the call was closed"))
+                future.exception()
         for cleanup in self._cleanups:
             cleanup()
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.cancel()
-        pending = [t for t in self._background
-                   if t is not asyncio.current_task() and not t.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        if self._owns_http:
+        await self._tasks.cancel_all()
+        self._quiet.set()
+        if self._owns_http and self._http is not None:
             await self._http.aclose()
 
-    async def __aenter__(self) -> Call:
-        return self
+    # ---------------------------------------------------------------- routing helpers
+    def _session_hold(self, key: str) -> None:
+        self._session.hold(key)
+        self._quiet.clear()
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def _session_release(self, key: str) -> None:
+        self._session.release(key)
+        if not self._closed:
+            self._flush()
 
+    def _route_notice(self, kind: str, turn: Turn, error: str | None) -> None:
+        self._notices.publish(CallNotice(kind, call_id=turn.call_id, error=error,
+                                         item_id=turn.item_id))
 
-async def run_tool_handler(handler: ToolHandler, arguments: str) -> str:
-    """Run a tool handler on the model's JSON ``arguments``; return the output string.
-
-    Bad arguments and exceptions raised by the handler become an ``{"error": ...}`` output
-    for the model instead of failing the call.
-    """
-    try:
-        parsed = json.loads(arguments) if arguments.strip() else {}
-        if not isinstance(parsed, dict):
-            raise TypeError("the arguments are not a JSON object")
-        result = handler(**parsed)
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            result = await result
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # reported to the model, never fatal to the call
-        log.warning("tool handler %r failed: %s", getattr(handler, "__name__", handler), exc)
-        return json.dumps({"error": f"{type(exc).__name__}: {exc}"})
-    if isinstance(result, str):
-        return result
-    try:
-        return json.dumps(result)
-    except (TypeError, ValueError):
-        return json.dumps({"result": str(result)})
+    def _newest_user_index(self) -> int:
+        users = [t.index for t in self._turns.items() if t.role is Role.USER]
+        return max(users, default=-1)
 
 
-def old_timeout(transport: Transport) -> float:
-    """The connect timeout a replacement for ``transport`` gets."""
-    return float(getattr(transport, "connect_timeout", 15.0))
-
-
-class _Connecting:
-    """What :func:`connect` returns: await it, or use it as ``async with``."""
-
-    def __init__(self, factory: Callable[[], Awaitable[Call]]) -> None:
-        self._factory = factory
-        self._call: Call | None = None
-
-    def __await__(self) -> Generator[Any, None, Call]:
-        return self._factory().__await__()
-
-    async def __aenter__(self) -> Call:
-        self._call = await self._factory()
-        return self._call
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._call is not None:
-            await self._call.close()
-
-
-def connect(
-    *,
-    model: str | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    session: SessionConfig | dict[str, Any] | None = None,
-    http_client: httpx.AsyncClient | None = None,
-    ice_servers: list[Any] | None = None,
-    connect_timeout: float = 15.0,
-    speed: float = 1.0,
-    event_log: str | Path | IO[str] | EventTap | None = None,
-    send_session_in_offer: bool | None = None,
-    transport: str | Transport = "webrtc",
-    tool_handlers: dict[str, ToolHandler] | None = None,
-    vad: str | LocalVAD = "server",
-    keep_user_audio_s: float = 60.0,
-    reconnect: Reconnect | None = None,
-    media_timeout: float | None = 5.0,
-    low_latency: bool = False,
-) -> _Connecting:
-    """Open a live call to the Realtime API (or livetalk's local server) over WebRTC.
-
-    Args:
-        model: the model (default ``gpt-realtime``, or the one bound to an ``ek_`` secret).
-        api_key: a standard key or an ``ek_`` client secret; default ``OPENAI_API_KEY``.
-        base_url: default ``OPENAI_BASE_URL`` or ``https://api.openai.com/v1``.
-        session: the session config (:class:`~livetalk.protocol.session.SessionConfig` or a
-            GA dict). With a standard key it travels in the multipart offer; with an ``ek_``
-            secret it is sent as a ``session.update`` once connected.
-        http_client: an httpx client for signaling (TLS verification stays on).
-        ice_servers: STUN/TURN servers (``aiortc.RTCIceServer``); none by default.
-        connect_timeout: seconds for the whole connect (signaling, ICE, DTLS, channel,
-            ``session.created``/``session.updated``).
-        speed: outbound media clock speed (>1 feeds files faster than real time; only useful
-            against the local server started with a matching ``realtime_factor``).
-        event_log: a path or file for JSON lines of every event, or a callable
-            ``(direction, event_dict)``.
-        send_session_in_offer: force (or forbid) the multipart form.
-        transport: ``"webrtc"`` (default), ``"websocket"`` (``GET /realtime?model=``,
-            base64 audio in JSON events), ``"auto"`` (WebRTC, falling back to WebSocket when
-            the WebRTC call cannot connect within ``connect_timeout``), or a ready
-            :class:`~livetalk.transport.base.Transport` instance.
-        tool_handlers: ``{function name: handler}``; see :meth:`Call.register_tool`.
-        vad: ``"server"`` (the session's turn detection, default) or ``"local"`` / a
-            :class:`~livetalk.localvad.LocalVAD`: livetalk detects turns on the audio it
-            sends with webrtcvad, the session runs with ``turn_detection: null``, and each
-            turn is committed (and answered unless ``LocalVAD(respond=False)``).
-        keep_user_audio_s: how much sent audio to keep so user turns carry their audio
-            (``Turn.audio``); 0 disables it.
-        reconnect: opt-in automatic reconnect and proactive recycle (:class:`Reconnect`).
-        media_timeout: WebRTC: seconds without server audio after which the call counts as
-            lost (None: rely on ICE consent checks, about 30 s).
-        low_latency: WebRTC: a one-frame receive jitter buffer instead of aiortc's four
-            (one-way latency about 28 ms instead of 88 ms on loopback); for clean networks,
-            since packets more than a frame out of order are then dropped.
-
-    Returns:
-        An awaitable that is also an async context manager yielding a :class:`Call`.
-    """
-
-    async def factory() -> Call:
-        url = resolve_base_url(base_url)
-        key = resolve_api_key(api_key)
-        if speed <= 0:
-            raise ConfigError(f"speed must be > 0, got {speed}")
-        config: SessionConfig | None
-        if isinstance(session, dict):
-            config = SessionConfig.from_dict(session)
-        else:
-            config = session
-        if model is not None:
-            config = (config or SessionConfig()).replace(model=model)
-        local_vad: LocalVAD | None
-        if isinstance(vad, LocalVAD):
-            local_vad = vad
-        elif vad == "local":
-            local_vad = LocalVAD()
-        elif vad == "server":
-            local_vad = None
-        else:
-            raise ConfigError(f"vad must be 'server', 'local' or a LocalVAD, got {vad!r}")
-        if local_vad is not None:
-            config = (config or SessionConfig()).replace(turn_detection=None)
-        in_offer = (
-            send_session_in_offer if send_session_in_offer is not None
-            else not key.startswith("ek_")
-        )
-        offer_session = None
-        if in_offer:
-            offer_session = (config or SessionConfig()).to_dict()
-            offer_session.setdefault("model", "gpt-realtime")
-        taps: list[EventTap] = []
-        log_file: EventLog | None = None
-        if callable(event_log):
-            taps.append(event_log)
-        elif event_log is not None:
-            log_file = EventLog(event_log)
-            taps.append(log_file)
-        owns = http_client is None
-        client = http_client or httpx.AsyncClient()
-        clock = MediaClock(speed)
-
-        def make(kind: str) -> Transport:
-            if kind == "webrtc":
-                return WebRTCTransport(
-                    base_url=url, api_key=key, session=offer_session, http_client=client,
-                    ice_servers=ice_servers, clock=clock, connect_timeout=connect_timeout,
-                    media_timeout=media_timeout,
-                    jitter_prefetch_frames=LOW_LATENCY_PREFETCH if low_latency else None,
-                )
-            if kind == "websocket":
-                from livetalk.transport.websocket import WebSocketTransport
-
-                return WebSocketTransport(
-                    base_url=url, api_key=key, model=(config.model if config else None),
-                    clock=clock, connect_timeout=connect_timeout,
-                )
-            raise ConfigError(
-                f"transport must be 'webrtc', 'websocket', 'auto' or a Transport, got {kind!r}"
-            )
-
-        async def open_call(chosen: Transport) -> Call:
-            # built-in transports can be recreated for a reconnect; a user's instance cannot
-            factory = (lambda: make(chosen.kind)) if isinstance(transport, str) else None
-            call = Call(chosen, config=config, http_client=client, owns_http=False, taps=taps,
-                        tool_handlers=tool_handlers, keep_user_audio_s=keep_user_audio_s,
-                        local_vad=local_vad, reconnect=reconnect, transport_factory=factory)
-            # the session travels in the offer only over WebRTC; otherwise as session.update
-            in_band = not (in_offer and chosen.kind == "webrtc")
-            try:
-                await call._start(send_update=in_band and config is not None,
-                                  timeout=connect_timeout)
-            except BaseException:
-                await call._shutdown(None)
-                raise
-            return call
-
-        t0 = time.monotonic()
-        try:
-            if isinstance(transport, str) and transport == "auto":
-                try:
-                    call = await open_call(make("webrtc"))
-                except (ConnectError, ConnectTimeout) as exc:
-                    log.warning("WebRTC failed (%s); falling back to WebSocket", exc)
-                    call = await open_call(make("websocket"))
-            else:
-                call = await open_call(make(transport) if isinstance(transport, str)
-                                       else transport)
-        except BaseException:
-            if owns:
-                await client.aclose()
-            if log_file is not None:
-                log_file.close()
-            raise
-        call._owns_http = owns
-        call._schedule_recycle()
-        call.connect_ms = (time.monotonic() - t0) * 1000
-        if log_file is not None:
-            call._cleanups.append(log_file.close)
-        return call
-
-    return _Connecting(factory)
-
+def _connect_failure(error: BaseException | None) -> BaseException:
+    if isinstance(error, LivetalkError):
+        return error
+    return ConnectError(f"the connection closed while connecting: {error or 'no reason given'}")

@@ -375,7 +375,7 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_DEVICE
     if isinstance(exc, errors.ConfigError | errors.AudioError):
         return EXIT_USAGE
-    if isinstance(exc, errors.APIStatusError | errors.CallClosedError | errors.ServerErrorEvent):
+    if isinstance(exc, errors.APIStatusError | errors.CallClosedError | errors.ServerError):
         return EXIT_API
     if isinstance(exc, errors.SignalingError | errors.ConnectError):
         return EXIT_CONNECT

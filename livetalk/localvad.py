@@ -6,9 +6,11 @@ SNR where a consecutive-silence rule fails, and an energy gate over a noise floo
 webrtcvad's adaptation from starting false turns):
 
 * **local** (``livetalk.connect(vad=LocalVAD())``): the session runs with
-  ``turn_detection: null``; each detected turn is committed with
-  ``input_audio_buffer.commit`` (and answered with ``response.create`` unless
-  ``respond=False``).
+  ``turn_detection: null``; :class:`LocalTurnDetection` runs the detector on exactly the audio
+  the call sends and says when to commit each turn with ``input_audio_buffer.commit`` (the
+  call then asks for a response unless ``respond=False``). Over WebRTC the commit waits for
+  :data:`COMMIT_DELAY_MS` more media: the server decodes RTP behind a jitter buffer, and the
+  turn's last frames must be in its buffer when the commit (on the data channel) arrives.
 * **batch** (:func:`batch_turns`): no realtime session at all; each detected turn is posted
   to ``POST /v1/audio/transcriptions`` and yielded as a user
   :class:`~livetalk.protocol.conversation.Turn`.
@@ -21,15 +23,17 @@ import time
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import numpy as np
 
+from livetalk.audio.format import API_RATE, PCM, ms_to_samples
 from livetalk.audio.resample import Resampler
-from livetalk.audio.vad import SpeechStopped, TurnDetector
+from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector
 from livetalk.errors import ConfigError, SignalingError
 from livetalk.protocol.conversation import Role, Turn, TurnStatus
+from livetalk.protocol.session import DEFAULT_TRANSCRIPTION_MODEL
 from livetalk.transport.signaling import (
     _post,
     _status_error,
@@ -37,9 +41,12 @@ from livetalk.transport.signaling import (
     resolve_base_url,
 )
 
-__all__ = ["LocalVAD", "batch_turns", "wav_bytes"]
+__all__ = ["COMMIT_DELAY_MS", "CommitTurn", "LocalTurnDetection", "LocalVAD", "batch_turns",
+           "wav_bytes"]
 
-RATE = 24000
+RATE: Final = API_RATE
+COMMIT_DELAY_MS: Final = 250
+"""Media sent after a locally detected turn ends before it is committed (WebRTC only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,62 @@ class LocalVAD:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CommitTurn:
+    """Commit the turn that spans ``start_ms`` to ``end_ms`` of the sent stream now."""
+
+    start_ms: float
+    end_ms: float
+
+
+class LocalTurnDetection:
+    """Client-side turn detection on the audio a call sends (sans I/O).
+
+    Args:
+        settings: the detector's settings.
+        commit_delay_ms: media to send after a turn ends before committing it
+            (:data:`COMMIT_DELAY_MS` over WebRTC, 0 where audio and events share one stream).
+    """
+
+    def __init__(self, settings: LocalVAD, *, commit_delay_ms: float = 0) -> None:
+        self.settings = settings
+        self._detector = settings.detector(RATE)
+        self._delay = ms_to_samples(commit_delay_ms, RATE)
+        self._start_ms: float | None = None
+        self._waiting: CommitTurn | None = None
+        self._countdown = 0
+
+    @property
+    def in_turn(self) -> bool:
+        """Speech is going on, or a finished turn waits for its commit."""
+        return self._start_ms is not None or self._waiting is not None
+
+    def feed(self, pcm: PCM) -> list[SpeechStarted | CommitTurn]:
+        """Take the next audio sent (24 kHz); return speech starts and turns to commit."""
+        out: list[SpeechStarted | CommitTurn] = []
+        if self._waiting is not None:
+            self._countdown -= pcm.size
+            if self._countdown <= 0:
+                out.append(self._waiting)
+                self._waiting = None
+        for event in self._detector.feed(pcm):
+            if isinstance(event, SpeechStarted):
+                self._start_ms = float(event.start_ms)
+                out.append(event)
+            elif isinstance(event, SpeechStopped):
+                start = self._start_ms if self._start_ms is not None else float(event.end_ms)
+                turn = CommitTurn(start, float(event.end_ms))
+                self._start_ms = None
+                if self._waiting is not None:  # a turn already waiting: commit it now
+                    out.append(self._waiting)
+                    self._waiting = None
+                if self._delay > 0:
+                    self._waiting, self._countdown = turn, self._delay
+                else:
+                    out.append(turn)
+        return out
+
+
 def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
     """Encode int16 mono PCM as a WAV file in memory."""
     buf = io.BytesIO()
@@ -129,7 +192,7 @@ async def batch_turns(
     *,
     base_url: str | None = None,
     api_key: str | None = None,
-    model: str = "gpt-4o-mini-transcribe",
+    model: str = DEFAULT_TRANSCRIPTION_MODEL,
     language: str | None = None,
     vad: LocalVAD | None = None,
     http_client: httpx.AsyncClient | None = None,

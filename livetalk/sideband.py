@@ -14,7 +14,9 @@ reaching the browser. No audio travels over the sideband. Typical use::
 
 The object returned is a :class:`~livetalk.call.Call`, exactly as from
 :func:`livetalk.connect`; closing it detaches the backend and leaves the call running (the
-call ends when its owner hangs up, and the sideband's iterators then end normally).
+call ends when its owner hangs up, and the sideband's iterators then end normally). A
+sideband can route the user's turns to the backend's agent too (``route=``): its answers are
+spoken by the call's media peer.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from livetalk.call import Call, EventTap, ToolHandler, _Connecting, connect
+from livetalk.call import Call
+from livetalk.connecting import Connecting, connect
 from livetalk.errors import ConfigError
+from livetalk.eventlog import EventTap
 from livetalk.protocol.session import SessionConfig
+from livetalk.routing import RouteHandler, StalePolicy
+from livetalk.tools import ToolHandler
 from livetalk.transport.signaling import resolve_api_key, resolve_base_url
 from livetalk.transport.websocket import WebSocketTransport
 
@@ -41,7 +47,9 @@ def attach(
     session: SessionConfig | dict[str, Any] | None = None,
     connect_timeout: float = 15.0,
     event_log: str | Path | IO[str] | EventTap | None = None,
-) -> _Connecting:
+    route: RouteHandler | None = None,
+    route_stale: StalePolicy = "speak",
+) -> Connecting:
     """Join the live call ``call_id`` as a sideband (a backend's view of a WebRTC call).
 
     Args:
@@ -59,6 +67,8 @@ def attach(
         connect_timeout: seconds to open the WebSocket and receive the session.
         event_log: a path or file for JSON lines of every event, or a callable
             ``(direction, event_dict)``, as for :func:`livetalk.connect`.
+        route, route_stale: route the user's turns to your agent, as for
+            :func:`livetalk.connect`.
 
     Returns:
         An awaitable that is also an async context manager yielding a
@@ -85,6 +95,6 @@ def attach(
         return await connect(api_key=key, base_url=url, session=session,
                              connect_timeout=connect_timeout, event_log=event_log,
                              transport=transport, tool_handlers=dict(tool_handlers or {}),
-                             keep_user_audio_s=0)
+                             keep_user_audio_s=0, route=route, route_stale=route_stale)
 
-    return _Connecting(factory)
+    return Connecting(factory)

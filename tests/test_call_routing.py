@@ -8,7 +8,7 @@ import json
 import pytest
 
 import livetalk
-from livetalk.call import run_tool_handler
+from livetalk.tools import run_tool_handler
 from livetalk.protocol.session import FunctionTool, SessionConfig
 from livetalk.server.brain import ScriptBrain
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import livetalk
-from livetalk.call import CallNotice, Reconnect
+from livetalk.reconnect import CallNotice, Reconnect
 from livetalk.errors import CallClosedError, ConfigError
 from livetalk.protocol.session import SessionConfig
 

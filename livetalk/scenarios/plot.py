@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livetalk.errors import ConfigError
+from livetalk.errors import ConfigError, PlotUnavailable
 from livetalk.scenarios.report import LATENCY_METRICS, latency_values, percentile
 from livetalk.scenarios.runner import ScenarioResult
 
@@ -26,9 +26,6 @@ _LABELS = {
     "reply_done": "reply done",
 }
 
-
-class PlotUnavailable(ConfigError):
-    """matplotlib is not installed: ``pip install 'livetalk[plot]'``."""
 
 
 def plot_latencies(results: Sequence[ScenarioResult], path: str | Path, *,

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
-from livetalk.errors import ConfigError
+from livetalk.errors import PriceTableError
 from livetalk.protocol.events import Usage
 
 __all__ = [
@@ -39,10 +39,6 @@ __all__ = [
     "load_prices",
 ]
 
-
-class PriceTableError(ConfigError):
-    """A price file that cannot be read or holds invalid prices (the message names the file,
-    the model and the field)."""
 
 
 @dataclass(frozen=True, slots=True)

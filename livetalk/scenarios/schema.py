@@ -33,7 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from livetalk.errors import ConfigError
+from livetalk.errors import ConfigError, ScenarioError
 from livetalk.protocol.session import SessionConfig
 
 __all__ = [
@@ -68,30 +68,6 @@ _SESSION_KEYS: Final = frozenset({
 })
 _STATUSES: Final = ("completed", "cancelled", "incomplete", "failed")
 
-
-class ScenarioError(ConfigError):
-    """A scenario file that cannot be read or is invalid.
-
-    Attributes:
-        path: the scenario file (None for a scenario built from a dict without a path).
-        turn: index of the offending turn in ``turns``, or None.
-        field: the offending field (``session.turn_detection``, ``expect.reply_contains``...),
-            or None.
-    """
-
-    def __init__(self, message: str, *, path: Path | None = None, turn: int | None = None,
-                 field: str | None = None) -> None:
-        self.path = path
-        self.turn = turn
-        self.field = field
-        where = []
-        if turn is not None:
-            where.append(f"turns[{turn}]")
-        if field is not None:
-            where.append(field)
-        location = ".".join(where)
-        prefix = f"{path}: " if path is not None else ""
-        super().__init__(f"{prefix}{location + ': ' if location else ''}{message}")
 
 
 class TurnKind(StrEnum):

@@ -23,7 +23,7 @@ import numpy as np
 from livetalk.audio.format import PCM, check_pcm, check_rate, rms_dbfs
 from livetalk.audio.resample import resample
 from livetalk.audio.vad import speech_span
-from livetalk.errors import ConfigError, LivetalkError
+from livetalk.errors import ConfigError, TranscriptionError
 
 __all__ = [
     "CallableTranscriber",
@@ -46,9 +46,6 @@ _SILENCE_DBFS = -60.0
 """Turns quieter than this are silence: a grammar decoder would still pick some phrase."""
 _NOT_WORD = re.compile(r"[^a-z0-9']+")
 
-
-class TranscriptionError(LivetalkError):
-    """The recogniser failed on a turn."""
 
 
 @runtime_checkable

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from livetalk.errors import ConfigError, LivetalkError
+from livetalk.errors import BrainError, ConfigError
 
 __all__ = [
     "Brain",
@@ -39,12 +39,6 @@ __all__ = [
     "make_brain",
 ]
 
-
-class BrainError(LivetalkError):
-    """The brain failed to produce a reply; the server turns it into a failed response.
-
-    The brain's own exception, if any, is chained as ``__cause__``.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ import numpy as np
 
 from livetalk.audio.format import PCM, check_rate, empty_pcm
 from livetalk.audio.resample import resample
-from livetalk.errors import ConfigError, LivetalkError
+from livetalk.errors import ConfigError, SynthesisError
 
 __all__ = [
     "EspeakSynthesizer",
@@ -59,9 +59,6 @@ _EE_OK = 0
 # Appended to the voice so that output does not depend on earlier utterances.
 _DETERMINISTIC_VOICE = "\nflutter 0\nroughness 0\n"
 
-
-class SynthesisError(LivetalkError):
-    """The speech synthesizer cannot run: library missing, unknown voice, or synthesis failed."""
 
 
 @runtime_checkable

@@ -7,35 +7,52 @@ Credentials are sent in the ``Authorization`` header only and never appear in me
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from livetalk import __version__
 from livetalk.errors import (
     APIStatusError,
     AuthenticationError,
+    BadRequestError,
     ConfigError,
+    MissingAPIKeyError,
     NotFoundError,
     RateLimitError,
     SignalingError,
 )
 
 __all__ = [
+    "DEFAULT_BASE_URL",
+    "USER_AGENT",
     "CallAnswer",
     "ClientSecret",
-    "DEFAULT_BASE_URL",
+    "KeyProvider",
+    "check_key_source",
     "create_call",
+    "current_key",
     "hangup",
     "mint_client_secret",
+    "refusal_error",
     "resolve_api_key",
     "resolve_base_url",
 ]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_USER_AGENT = "livetalk/0.1"
+USER_AGENT = f"livetalk/{__version__}"
+"""The ``User-Agent`` of every HTTP and WebSocket request livetalk makes."""
+
+KeyProvider = Callable[[], Awaitable[str]]
+"""An async function returning a key for a new call, e.g. one that mints a fresh ``ek_``
+client secret through your backend; called for every call a reconnect or recycle opens."""
+
+_AUTH_CODES = frozenset({"invalid_api_key", "missing_api_key", "invalid_client_secret"})
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -47,13 +64,47 @@ def resolve_base_url(base_url: str | None) -> str:
 
 
 def resolve_api_key(api_key: str | None) -> str:
-    """The explicit key, else ``OPENAI_API_KEY``; raises ConfigError when there is none."""
+    """The explicit key, else ``OPENAI_API_KEY``.
+
+    Raises:
+        MissingAPIKeyError: there is neither.
+    """
     key = api_key or os.environ.get("OPENAI_API_KEY")
     if not key:
-        raise ConfigError(
+        raise MissingAPIKeyError(
             "no API key: pass api_key=..., or set OPENAI_API_KEY (a standard key, or an ek_ "
             "client secret minted by your backend)"
         )
+    return key
+
+
+def check_key_source(api_key: str | KeyProvider | None) -> str | KeyProvider:
+    """Validate ``connect(api_key=...)``: a key, a key provider, or None for OPENAI_API_KEY.
+
+    Raises:
+        MissingAPIKeyError: None and OPENAI_API_KEY is unset.
+        ConfigError: neither a string nor an async callable.
+    """
+    if api_key is None or isinstance(api_key, str):
+        return resolve_api_key(api_key)
+    if callable(api_key):
+        return api_key
+    raise ConfigError(f"api_key must be a string or an async function returning one, "
+                      f"got {type(api_key).__name__}")
+
+
+async def current_key(source: str | KeyProvider) -> str:
+    """The key to use for a new call: the string itself, or what the provider returns.
+
+    Raises:
+        ConfigError: the provider returned something that is not a non-empty string.
+    """
+    if isinstance(source, str):
+        return source
+    result: Any = source()
+    key = await result if inspect.isawaitable(result) else result
+    if not isinstance(key, str) or not key:
+        raise ConfigError("the api_key provider must return a non-empty string")
     return key
 
 
@@ -87,7 +138,7 @@ class ClientSecret:
 
 
 def _headers(api_key: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}", "User-Agent": _USER_AGENT, **extra}
+    return {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT, **extra}
 
 
 def _status_error(response: httpx.Response) -> APIStatusError:
@@ -119,7 +170,8 @@ def _status_error(response: httpx.Response) -> APIStatusError:
             retry_after = None
     status = response.status_code
     cls = (
-        AuthenticationError if status in (401, 403)
+        BadRequestError if status == 400
+        else AuthenticationError if status in (401, 403)
         else NotFoundError if status == 404
         else RateLimitError if status == 429
         else APIStatusError
@@ -138,11 +190,38 @@ async def _post(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Res
         raise SignalingError(f"could not reach {url}: {exc}") from exc
 
 
+def refusal_error(error: Mapping[str, Any], *, close_code: int | None = None,
+                  url: str | None = None) -> APIStatusError:
+    """The typed error for a session the server refused in-band.
+
+    The Realtime WebSocket accepts every upgrade, then sends one ``error`` event and closes
+    (code 3000 for authentication, 4000 for the request's shape); an ``error`` before
+    ``session.created`` on the data channel is the same refusal. Key problems (``invalid_api_key``,
+    or no code and a "bearer" message) give :class:`AuthenticationError`; unknown or missing
+    models and beta-shaped requests give :class:`BadRequestError`.
+
+    Args:
+        error: the event's ``error`` object.
+        close_code: the WebSocket close code, when known.
+        url: the endpoint (no query string).
+    """
+    code = error.get("code") if isinstance(error.get("code"), str) else None
+    message = str(error.get("message") or "the server refused the session")
+    auth = code in _AUTH_CODES or close_code == 3000 or (
+        code is None and ("bearer" in message.lower() or "api key" in message.lower()))
+    cls: type[APIStatusError] = AuthenticationError if auth else BadRequestError
+    error_type = error.get("type") if isinstance(error.get("type"), str) else None
+    param = error.get("param") if isinstance(error.get("param"), str) else None
+    return cls(None, message, code=code, error_type=error_type, param=param, url=url,
+               close_code=close_code)
+
+
 def _call_id_from_location(location: str | None) -> str | None:
+    """The call id: the last path segment of ``Location``, whatever its prefix."""
     if not location:
         return None
-    segment = location.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return segment if segment.startswith("rtc_") else None
+    segment = location.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return segment or None
 
 
 async def create_call(

@@ -21,8 +21,16 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from livetalk.audio.clock import MediaClock
-from livetalk.errors import ConnectError, ConnectTimeout, LivetalkError, LocalProtocolError
-from livetalk.transport.base import ClosedHandler, MessageHandler
+from livetalk.errors import (
+    ConnectError,
+    ConnectTimeout,
+    EventParseError,
+    LivetalkError,
+    LocalProtocolError,
+)
+from livetalk.protocol import wire
+from livetalk.protocol.conversation import Playout
+from livetalk.transport.base import ClosedHandler, EventHandler
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
 from livetalk.transport.jitter import set_peer_receive_prefetch
 from livetalk.transport.signaling import create_call, hangup, is_ephemeral
@@ -68,7 +76,8 @@ class WebRTCTransport:
     """
 
     kind = "webrtc"
-    media_audio = True
+    playout = Playout.SERVER
+    carries_audio = True
 
     def __init__(
         self,
@@ -97,7 +106,7 @@ class WebRTCTransport:
         self.reader: RemoteAudioReader | None = None
         self._audio_consumers: list[Callable[[np.ndarray], None]] = []
         self._output_rate = output_rate
-        self._on_message: MessageHandler | None = None
+        self._on_event: EventHandler | None = None
         self._on_closed: ClosedHandler | None = None
         self._closed = False
         self._open = asyncio.Event()
@@ -111,9 +120,9 @@ class WebRTCTransport:
         return f"<WebRTCTransport {self.base_url} call_id={self.call_id}>"
 
     # ---------------------------------------------------------------- connect
-    async def connect(self, on_message: MessageHandler, on_closed: ClosedHandler) -> None:
+    async def connect(self, on_event: EventHandler, on_closed: ClosedHandler) -> None:
         """Offer, POST, answer, and wait for the data channel; raises ConnectError/Timeout."""
-        self._on_message, self._on_closed = on_message, on_closed
+        self._on_event, self._on_closed = on_event, on_closed
         try:
             await asyncio.wait_for(self._connect(), self.connect_timeout)
         except TimeoutError:
@@ -155,10 +164,13 @@ class WebRTCTransport:
 
         @channel.on("message")
         def on_message(message: Any) -> None:
-            if isinstance(message, bytes):
-                message = message.decode("utf-8", "replace")
-            if self._on_message is not None:
-                self._on_message(message)
+            try:
+                event = wire.load(message)
+            except EventParseError as exc:
+                log.warning("ignoring a data-channel message that is not an event: %s", exc)
+                return
+            if self._on_event is not None:
+                self._on_event(event)
 
         @channel.on("close")
         def on_close() -> None:
@@ -205,6 +217,14 @@ class WebRTCTransport:
                 self._on_closed(exc)
 
     # ---------------------------------------------------------------- audio
+    @property
+    def outbound_track(self) -> OutboundAudioTrack:
+        """The track carrying the user's audio."""
+        return self.track
+
+    def set_audio_formats(self, input_format: str, output_format: str) -> None:
+        """Ignored: over WebRTC the media codec is negotiated in SDP (Opus)."""
+
     def add_audio_consumer(self, consumer: Callable[[np.ndarray], None]) -> None:
         """Receive model audio (int16 mono at ``output_rate``) as it arrives."""
         self._audio_consumers.append(consumer)

@@ -2,21 +2,29 @@
 
 It is the fallback when WebRTC cannot connect (UDP blocked, no aiortc), and the sideband
 transport that attaches a backend to a live WebRTC call by ``call_id``. Everything is a JSON
-text message: user audio goes up as ``input_audio_buffer.append`` events (base64 PCM16 LE,
-24 kHz, one per 100 ms), and model audio comes down as ``response.output_audio.delta`` events,
-which this transport decodes for its audio consumers while still passing every message on.
+text message: user audio goes up as ``input_audio_buffer.append`` events (base64, one per
+100 ms, in the session's input format: PCM16 LE at 24 kHz, or G.711 mu-law/A-law at 8 kHz),
+and model audio comes down as ``response.output_audio.delta`` events, which this transport
+decodes (in the session's output format) for its audio consumers while still passing every
+event on. Each message is decoded from JSON once, here.
 
 Theory of operation: :meth:`WebSocketTransport.connect` opens the socket (translating a
 refused handshake into :class:`~livetalk.errors.APIStatusError` subclasses) and starts two
-tasks. The reader hands every message to ``on_message`` and calls ``on_closed`` once when the
+tasks. The reader hands every event to ``on_event`` and calls ``on_closed`` once when the
 socket ends while the transport is open. The writer drains one ordered outbox, so events and
 audio leave in the order they were queued and :meth:`WebSocketTransport.send` can stay
 synchronous. Audio entries in the outbox can be dropped again with
 :meth:`WebSocketTransport.clear_outbound`.
 
-There is no media clock at the far end: the server does not know what was played, so after a
-barge-in the client truncates the reply itself at the played position with
-:func:`truncate_event` (see :meth:`WebSocketTransport.truncation`).
+The real API accepts every upgrade and refuses a bad key, model or header *inside* the socket:
+one ``error`` event, then a close with code 3000 (auth) or 4000 (request shape). The event
+reaches the call like any other (it fails the connect at once, see
+:func:`livetalk.transport.signaling.refusal_error`); the close code is kept in
+:attr:`WebSocketTransport.close_code`.
+
+There is no media clock at the far end: the server does not know what was played, so the
+client tracks the playout position itself (:class:`~livetalk.protocol.client.ClientSession`)
+and truncates a reply it cut.
 """
 
 from __future__ import annotations
@@ -25,9 +33,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -36,35 +43,43 @@ import httpx
 import numpy as np
 
 from livetalk.audio.clock import Clock, MediaClock
+from livetalk.audio.codec import EventAudioCodec
 from livetalk.audio.format import API_RATE, CHUNK_MS, PCM, Chunker, check_pcm, ms_to_samples
 from livetalk.audio.resample import Resampler
-from livetalk.errors import ConfigError, ConnectError, ConnectTimeout, SignalingError
-from livetalk.transport.base import AudioConsumer, ClosedHandler, MessageHandler
+from livetalk.errors import (
+    ConfigError,
+    ConnectError,
+    ConnectTimeout,
+    EventParseError,
+    MissingExtraError,
+    SignalingError,
+)
+from livetalk.protocol import wire
+from livetalk.protocol.conversation import Playout
+from livetalk.protocol.events import InputAudioBufferAppend
+from livetalk.protocol.session import DEFAULT_MODEL
+from livetalk.transport.base import AudioConsumer, ClosedHandler, EventHandler
 from livetalk.transport.ice import is_loopback_url
-from livetalk.transport.signaling import _status_error
+from livetalk.transport.signaling import USER_AGENT, _status_error
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 __all__ = [
-    "DEFAULT_MODEL",
+    "MAX_MESSAGE_BYTES",
     "WebSocketTransport",
     "encode_append",
     "realtime_url",
-    "truncate_event",
 ]
 
 log = logging.getLogger("livetalk.websocket")
 
-DEFAULT_MODEL = "gpt-realtime"
-"""The model put in the URL when none is given."""
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""The largest message accepted from the server (the official SDKs set no limit; a message
+this large is far beyond any the API sends)."""
 _CHUNK_SAMPLES = ms_to_samples(CHUNK_MS, API_RATE)
 _AUDIO_DELTA_TYPES = ("response.output_audio.delta", "response.audio.delta")
-_MAX_TRACKED_ITEMS = 16
 _FLUSH_ON_CLOSE_S = 1.0
-_USER_AGENT = "livetalk/0.1"
-_JOIN_EVENT = json.dumps({"type": "session.update", "session": {"type": "realtime"}},
-                         separators=(",", ":"))
 
 
 def realtime_url(base_url: str, *, model: str | None = None, call_id: str | None = None) -> str:
@@ -94,33 +109,15 @@ def realtime_url(base_url: str, *, model: str | None = None, call_id: str | None
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
 
 
-def truncate_event(item_id: str, received_ms: float, played_ms: float) -> dict[str, Any] | None:
-    """The ``conversation.item.truncate`` that cuts a reply at the played position.
-
-    The server accepts only an integer ``audio_end_ms`` within the audio it sent, so the
-    position is clamped to ``[0, received_ms]`` and floored.
+def encode_append(pcm: PCM, codec: EventAudioCodec | None = None) -> str:
+    """One ``input_audio_buffer.append`` event (JSON text) carrying ``pcm``.
 
     Args:
-        item_id: the assistant item whose audio was playing.
-        received_ms: milliseconds of that item's audio received so far.
-        played_ms: milliseconds of it played (heard) so far.
-
-    Returns:
-        The event to send (after ``response.cancel`` if the response is still active), or
-        None when no audio of the item was received yet: there is nothing to truncate.
+        pcm: int16 mono samples at the codec's rate (24 kHz for the default ``audio/pcm``).
+        codec: the session's input format (default ``audio/pcm``).
     """
-    if received_ms <= 0:
-        return None
-    end = int(min(max(played_ms, 0.0), received_ms))
-    return {"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0,
-            "audio_end_ms": end}
-
-
-def encode_append(pcm: PCM) -> str:
-    """One ``input_audio_buffer.append`` event (JSON text) carrying 24 kHz PCM16 LE."""
-    audio = base64.b64encode(pcm.astype("<i2", copy=False).tobytes()).decode("ascii")
-    return json.dumps({"type": "input_audio_buffer.append", "audio": audio},
-                      separators=(",", ":"))
+    data = codec.encode(pcm) if codec is not None else pcm.astype("<i2", copy=False).tobytes()
+    return wire.serialize(InputAudioBufferAppend(audio=base64.b64encode(data).decode("ascii")))
 
 
 @dataclass(slots=True)
@@ -131,12 +128,6 @@ class _Outgoing:
     @property
     def samples(self) -> int:
         return 0 if self.pcm is None else int(self.pcm.size)
-
-
-@dataclass(slots=True)
-class _ItemAudio:
-    received_samples: int = 0
-    first_media_t: float = 0.0
 
 
 class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -168,21 +159,20 @@ class WebSocketTransport:
         base_url: API base URL, e.g. ``https://api.openai.com/v1``.
         api_key: a standard key, or an ``ek_`` client secret for a new session (a sideband
             needs a standard key).
-        model: the model of a new session (default ``gpt-realtime``).
+        model: the model of a new session (default
+            :data:`~livetalk.protocol.session.DEFAULT_MODEL`).
         call_id: join this live WebRTC call as a sideband instead (no model then). A sideband
             carries no audio: the browser or peer of the call holds the media.
         clock: the media clock pacing :meth:`play` (``MediaClock(speed)`` feeds N x faster).
         connect_timeout: seconds for the TCP/TLS connect and the WebSocket handshake.
-        output_rate: the rate at which model audio is delivered to consumers.
         max_message_bytes: the largest message accepted from the server; a bigger one closes
             the connection (code 1009) and the call fails.
 
     Raises:
-        ConfigError: both ``model`` and ``call_id``, or a bad URL or rate.
+        ConfigError: both ``model`` and ``call_id``, or a bad URL.
     """
 
     kind = "websocket"
-    media_audio = False
 
     def __init__(
         self,
@@ -193,26 +183,24 @@ class WebSocketTransport:
         call_id: str | None = None,
         clock: MediaClock | None = None,
         connect_timeout: float = 15.0,
-        output_rate: int = 24000,
-        max_message_bytes: int = 16 * 1024 * 1024,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.url = realtime_url(base_url, model=model, call_id=call_id)
         if not api_key:
             raise ConfigError("the WebSocket transport needs an API key")
-        if isinstance(output_rate, bool) or not isinstance(output_rate, int) or output_rate <= 0:
-            raise ConfigError(f"output_rate must be a positive integer, got {output_rate!r}")
         if max_message_bytes <= 0:
             raise ConfigError(f"max_message_bytes must be > 0, got {max_message_bytes!r}")
         self._api_key = api_key
         self.call_id = call_id
         self.clock: Clock = clock if clock is not None else MediaClock()
         self.connect_timeout = connect_timeout
-        self.output_rate = output_rate
         self.max_message_bytes = max_message_bytes
+        #: the close code the server ended the socket with, once it has
+        self.close_code: int | None = None
         #: Called with each piece of user audio (int16 mono 24 kHz) once it was sent.
         self.on_sent_audio: AudioConsumer | None = None
         self._ws: ClientConnection | None = None
-        self._on_message: MessageHandler | None = None
+        self._on_event: EventHandler | None = None
         self._on_closed: ClosedHandler | None = None
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -220,9 +208,10 @@ class WebSocketTransport:
         self._wake: asyncio.Event | None = None
         self._progress: asyncio.Event | None = None
         self._in_resamplers: dict[int, Resampler] = {}
-        self._out_resampler = Resampler(API_RATE, output_rate)
+        self._in_codec = self._out_codec = EventAudioCodec("audio/pcm")
+        self._to_wire = Resampler(API_RATE, API_RATE)
+        self._from_wire = Resampler(API_RATE, API_RATE)
         self._consumers: list[AudioConsumer] = []
-        self._items: OrderedDict[str, _ItemAudio] = OrderedDict()
         self._sent_samples = 0
         self._sending = 0  # samples of the audio entry being written, if any
         self._open = False
@@ -238,8 +227,36 @@ class WebSocketTransport:
         """True when attached to a live call by ``call_id`` (no audio either way)."""
         return self.call_id is not None
 
+    @property
+    def outbound_track(self) -> None:
+        """None: user audio travels in events."""
+        return None
+
+    @property
+    def playout(self) -> Playout:
+        """The client plays the deltas; a sideband's call is played by its WebRTC server."""
+        return Playout.SERVER if self.sideband else Playout.CLIENT
+
+    @property
+    def carries_audio(self) -> bool:
+        """False for a sideband: the peer of the call holds the media."""
+        return not self.sideband
+
+    def set_audio_formats(self, input_format: str, output_format: str) -> None:
+        """Use the session's formats for appended audio and for received deltas.
+
+        Raises:
+            ConfigError: an unknown format.
+        """
+        if input_format != self._in_codec.format:
+            self._in_codec = EventAudioCodec(input_format)
+            self._to_wire = Resampler(API_RATE, self._in_codec.rate)
+        if output_format != self._out_codec.format:
+            self._out_codec = EventAudioCodec(output_format)
+            self._from_wire = Resampler(self._out_codec.rate, API_RATE)
+
     # ---------------------------------------------------------------- connect
-    async def connect(self, on_message: MessageHandler, on_closed: ClosedHandler) -> None:
+    async def connect(self, on_event: EventHandler, on_closed: ClosedHandler) -> None:
         """Open the WebSocket and start pumping; raises on failure.
 
         Call it once; the :class:`~livetalk.call.Call` does. Then :meth:`send` events.
@@ -251,23 +268,24 @@ class WebSocketTransport:
             APIStatusError: any other refusal of the handshake.
             SignalingError: the server is unreachable or did not speak WebSocket.
             ConnectTimeout: no handshake within ``connect_timeout``.
-            ConfigError: the ``websockets`` package is missing.
+            MissingExtraError: the ``websockets`` package is missing.
         """
         try:
             from websockets.asyncio.client import connect as ws_connect
             from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
         except ImportError as exc:
-            raise ConfigError("the WebSocket transport needs the websockets package: "
-                              "pip install 'livetalk[websocket]'") from exc
+            raise MissingExtraError("the WebSocket transport needs the websockets package: "
+                                    "pip install 'livetalk[websocket]'",
+                                    extra="websocket") from exc
         if self._closed or self._open:
             raise ConnectError("a WebSocketTransport connects only once; create a new one")
-        self._on_message, self._on_closed = on_message, on_closed
+        self._on_event, self._on_closed = on_event, on_closed
         safe_url = self.url.split("?", 1)[0]
         try:
             self._ws = await asyncio.wait_for(ws_connect(
                 self.url,
                 additional_headers={"Authorization": f"Bearer {self._api_key}"},
-                user_agent_header=_USER_AGENT,
+                user_agent_header=USER_AGENT,
                 compression=None,
                 open_timeout=None,
                 close_timeout=2,
@@ -293,12 +311,6 @@ class WebSocketTransport:
         self._progress = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read(self._ws))
         self._writer = asyncio.ensure_future(self._write(self._ws))
-        if self.sideband:
-            # A sideband joins a session that already exists: whether the server greets it
-            # with session.created is not documented. An empty update is answered with
-            # session.updated carrying the full effective session, which is what the call
-            # waits for before it is ready.
-            self._push(_Outgoing(_JOIN_EVENT))
 
     def _refusal(self, exc: Any) -> SignalingError:
         response = exc.response
@@ -318,18 +330,24 @@ class WebSocketTransport:
         try:
             # the iteration ends normally on a close with code 1000/1001, and raises otherwise
             async for message in ws:
-                text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                self._deliver(text)
+                self._deliver(message)
         except ConnectionClosed as exc:
+            frame = exc.rcvd
+            self.close_code = frame.code if frame is not None else None
             error = ConnectError(f"the WebSocket dropped: {_close_reason(exc)}")
         self._end(error)
 
-    def _deliver(self, text: str) -> None:
+    def _deliver(self, message: str | bytes) -> None:
         try:
-            if self._on_message is not None:
-                self._on_message(text)
-            if '.audio.delta"' in text or '.output_audio.delta"' in text:
-                self._take_audio(text)
+            event = wire.load(message)
+        except EventParseError as exc:
+            log.warning("ignoring a WebSocket message that is not an event: %s", exc)
+            return
+        try:
+            if event.get("type") in _AUDIO_DELTA_TYPES:
+                self._take_audio(event)
+            if self._on_event is not None:
+                self._on_event(event)
         except Exception:  # a consumer's bug must not stop the socket
             log.exception("a handler of an incoming message failed")
 
@@ -413,8 +431,10 @@ class WebSocketTransport:
             self._queue_audio(audio[start:start + _CHUNK_SAMPLES])
 
     def _queue_audio(self, pcm: PCM) -> None:
+        """Queue 24 kHz audio, in the session's input format on the wire."""
         if pcm.size:
-            self._push(_Outgoing(encode_append(pcm), pcm))
+            wire_pcm = self._to_wire.process(pcm) if self._in_codec.rate != API_RATE else pcm
+            self._push(_Outgoing(encode_append(wire_pcm, self._in_codec), pcm))
 
     async def play(self, source: Any) -> None:
         """Send every chunk of a source, 100 ms per event, paced by the media clock.
@@ -471,7 +491,7 @@ class WebSocketTransport:
 
     # ---------------------------------------------------------------- model audio
     def add_audio_consumer(self, consumer: AudioConsumer) -> None:
-        """Receive model audio (int16 mono at ``output_rate``) as its deltas arrive."""
+        """Receive model audio (int16 mono 24 kHz) as its deltas arrive."""
         self._consumers.append(consumer)
 
     def remove_audio_consumer(self, consumer: AudioConsumer) -> None:
@@ -479,68 +499,21 @@ class WebSocketTransport:
         with contextlib.suppress(ValueError):
             self._consumers.remove(consumer)
 
-    def _take_audio(self, text: str) -> None:
-        event = json.loads(text)
-        if event.get("type") not in _AUDIO_DELTA_TYPES:
-            return
-        delta, item_id = event.get("delta"), event.get("item_id")
-        if not isinstance(delta, str) or not isinstance(item_id, str):
+    def _take_audio(self, event: dict[str, Any]) -> None:
+        delta = event.get("delta")
+        if not isinstance(delta, str):
             return
         try:
             raw = base64.b64decode(delta, validate=True)
         except (binascii.Error, ValueError):
             log.warning("ignoring an audio delta that is not valid base64 (%d chars)", len(delta))
             return
-        pcm = np.frombuffer(raw[: len(raw) - len(raw) % 2], dtype="<i2").astype(np.int16)
-        if pcm.size == 0:
-            return
-        self._track(item_id).received_samples += pcm.size
-        out = self._out_resampler.process(pcm)
-        if out.size:
+        pcm = self._out_codec.decode(raw)
+        if self._out_codec.rate != API_RATE:
+            pcm = self._from_wire.process(pcm)
+        if pcm.size:
             for consumer in list(self._consumers):
-                consumer(out)
-
-    def _track(self, item_id: str) -> _ItemAudio:
-        entry = self._items.get(item_id)
-        if entry is None:
-            entry = self._items[item_id] = _ItemAudio(first_media_t=self.clock.now())
-            while len(self._items) > _MAX_TRACKED_ITEMS:
-                self._items.popitem(last=False)
-        else:
-            self._items.move_to_end(item_id)
-        return entry
-
-    @property
-    def audio_item_id(self) -> str | None:
-        """The assistant item whose audio arrived last, or None."""
-        return next(reversed(self._items), None)
-
-    def received_ms(self, item_id: str) -> float:
-        """Milliseconds of audio received for ``item_id`` (0 for an unknown item)."""
-        entry = self._items.get(item_id)
-        return entry.received_samples * 1000 / API_RATE if entry else 0.0
-
-    def truncation(self, played_ms: float | None = None) -> dict[str, Any] | None:
-        """The ``conversation.item.truncate`` for an interruption of the latest reply audio.
-
-        Send it after ``response.cancel`` (when a response is active) to make the server
-        forget the audio that was never heard.
-
-        Args:
-            played_ms: how much of that item's audio was played. By default it is estimated
-                as the media time since its first delta arrived (playback that starts as soon
-                as audio arrives), capped at what was received.
-
-        Returns:
-            The event (see :func:`truncate_event`), or None when no reply audio arrived yet.
-        """
-        item_id = self.audio_item_id
-        if item_id is None:
-            return None
-        entry = self._items[item_id]
-        if played_ms is None:
-            played_ms = (self.clock.now() - entry.first_media_t) * 1000
-        return truncate_event(item_id, self.received_ms(item_id), played_ms)
+                consumer(pcm)
 
     # ---------------------------------------------------------------- close
     async def close(self, *, hangup_call: bool = True) -> None:

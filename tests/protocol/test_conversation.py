@@ -233,7 +233,8 @@ def test_voice_turn_in_the_order_of_section_11_2() -> None:
         role=Role.ASSISTANT, item_id="item_A1", text="It is noon.",
         status=TurnStatus.COMPLETED, completed_at=assistant.completed_at,
         response_id="resp_1", previous_item_id="item_U1", started_at=assistant.started_at,
-        usage=Usage.from_dict(_usage(100, 50)))
+        usage=Usage.from_dict(_usage(100, 50)), index=1, generated_text="It is noon.")
+    assert (user.index, user.audio_start_ms, user.audio_end_ms) == (0, 1000.0, 2400.0)
     assert user.completed_at < assistant.completed_at
     assert s.updates[-1] == ResponseFinished("resp_1", "completed", None,
                                              Usage.from_dict(_usage(100, 50)))

@@ -11,7 +11,7 @@ import pytest
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from pydantic import Field, TypeAdapter
 
-from livetalk.errors import LocalProtocolError, RemoteProtocolError, ServerErrorEvent
+from livetalk.errors import LocalProtocolError, RemoteProtocolError, ServerError
 from livetalk.protocol import events as ev
 from livetalk.protocol.wire import (
     BETA_ALIASES,
@@ -336,22 +336,45 @@ def test_beta_conversation_item_created_is_its_own_class() -> None:
         ('"session.created"', "JSON object"),
         ("{}", "no 'type'"),
         ('{"type": 5}', "non-string 'type'"),
-        ('{"type": "input_audio_buffer.speech_started", "item_id": "i"}', "'audio_start_ms'"),
-        ('{"type": "input_audio_buffer.speech_started", "item_id": "i", "audio_start_ms": null}',
-         "'audio_start_ms'"),
-        ('{"type": "response.output_text.delta", "response_id": "r", "item_id": "i",'
-         ' "output_index": 0, "content_index": 0, "delta": 5}', "'delta' must be a string"),
-        ('{"type": "conversation.item.truncated", "item_id": "i", "content_index": 0,'
-         ' "audio_end_ms": 1.5}', "'audio_end_ms' must be an integer"),
-        ('{"type": "conversation.item.truncated", "item_id": "i", "content_index": true,'
-         ' "audio_end_ms": 1}', "got a boolean"),
-        ('{"type": "rate_limits.updated", "rate_limits": [1]}', "items are each an object"),
+        ('{"type": "input_audio_buffer.speech_started", "audio_start_ms": 5}', "'item_id'"),
+        ('{"type": "response.output_text.delta", "item_id": "i", "output_index": 0,'
+         ' "content_index": 0, "delta": "x"}', "'response_id'"),
+        ('{"type": "response.done", "event_id": "e"}', "'response'"),
+        ('{"type": "conversation.item.added", "item": "nope"}', "'item'"),
         ('{"type": "session.created", "event_id": 7, "session": {}}', "'event_id'"),
     ],
 )
 def test_garbage_server_input_raises_remote_protocol_error(raw: str | bytes, fragment: str) -> None:
     with pytest.raises(RemoteProtocolError, match=re.escape(fragment)):
         parse_server_event(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "default"),
+    [
+        ('{"type": "input_audio_buffer.speech_started", "item_id": "i"}', "audio_start_ms", 0),
+        ('{"type": "input_audio_buffer.speech_started", "item_id": "i", "audio_start_ms": null}',
+         "audio_start_ms", 0),
+        ('{"type": "response.output_text.delta", "response_id": "r", "item_id": "i",'
+         ' "output_index": 0, "content_index": 0, "delta": 5}', "delta", ""),
+        ('{"type": "conversation.item.truncated", "item_id": "i", "content_index": 0,'
+         ' "audio_end_ms": 1.5}', "audio_end_ms", 0),
+        ('{"type": "conversation.item.input_audio_transcription.completed", "item_id": "i",'
+         ' "content_index": 0, "transcript": "hi"}', "usage", {}),
+        ('{"type": "rate_limits.updated", "rate_limits": [1]}', "rate_limits", []),
+    ],
+)
+def test_server_events_missing_non_essential_fields_get_defaults(
+        raw: str, field: str, default: object) -> None:
+    """Only type and ids are mandatory when a client reads the server (issue 11 item 4)."""
+    event = parse_server_event(raw)
+    assert getattr(event, field) == default
+
+
+def test_client_events_stay_strict() -> None:
+    with pytest.raises(EventParseError, match="'audio_end_ms'"):
+        parse_client_event('{"type": "conversation.item.truncate", "item_id": "i",'
+                           ' "content_index": 0, "audio_end_ms": 1.5}')
 
 
 def test_parse_error_names_the_param_and_event_id() -> None:
@@ -386,7 +409,7 @@ def test_error_event_properties_and_exception() -> None:
         "invalid_value", "type", "invalid_request_error")
     assert event.client_event_id == "event_567"
     exc = event.to_exception()
-    assert isinstance(exc, ServerErrorEvent)
+    assert isinstance(exc, ServerError)
     assert (exc.code, exc.event_id, exc.message) == ("invalid_value", "event_567",
                                                      "Invalid value: 'x'.")
 

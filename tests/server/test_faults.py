@@ -303,17 +303,18 @@ async def test_error_events_are_recorded_and_the_call_continues(
         async with livetalk.connect(base_url=srv.base_url, api_key=KEY) as call:
             srv.calls[call.call_id].send_error("server_error", "The server had an error.",
                                                error_type="server_error")
-            call.send({"type": "no.such.event"})
+            with pytest.raises(errors.LocalProtocolError, match="no.such.event"):
+                call.send({"type": "no.such.event"})  # refused before the wire
+            call.send({"type": "conversation.item.delete", "item_id": "item_nope"})
             session = await call.update_session({"instructions": "Be brief."}, timeout=BOUND)
             assert session["instructions"] == "Be brief."
             codes = [e.code for e in call.errors]
-            assert codes == ["server_error", "invalid_value"]
-            assert isinstance(call.errors[0], errors.ServerErrorEvent)
-            with pytest.raises(errors.ServerErrorEvent) as info:
+            assert codes == ["server_error", "item_not_found"]
+            assert isinstance(call.errors[0], errors.ServerError)
+            with pytest.raises(errors.ServerError) as info:
                 await call.update_session({"voice": "x"}, timeout=BOUND)
             assert info.value.code == "unknown_parameter"
             assert not call.closed
-    _forgive_invalid(every_event_is_validated, "out no.such.event")
 
 
 async def test_transcription_failure_then_recovery(make_server: Any, validator: Any) -> None:
