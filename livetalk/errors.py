@@ -207,10 +207,13 @@ class InvalidEventError(LocalProtocolError):
 
     Attributes:
         param: the offending field's wire name, or None.
+        reason: ``"missing"`` (a required field is absent) or ``"type"`` (a field has the
+            wrong type).
     """
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, reason: str = "type") -> None:
         self.param = param
+        self.reason = reason
         super().__init__(message)
 
 
@@ -226,13 +229,17 @@ class EventParseError(RemoteProtocolError):
             frame is not a JSON object at all.
         event_id: the frame's ``event_id`` when it could be read (a server answering a bad
             client event echoes it in ``error.event_id``), else None.
+        reason: what is wrong: ``"json"`` (not a JSON object), ``"unknown_type"``,
+            ``"missing"`` (a required field, ``type`` included) or ``"type"`` (a mistyped field).
     """
 
     def __init__(
-        self, message: str, *, param: str | None = None, event_id: str | None = None
+        self, message: str, *, param: str | None = None, event_id: str | None = None,
+        reason: str = "json",
     ) -> None:
         self.param = param
         self.event_id = event_id
+        self.reason = reason
         super().__init__(message)
 
 

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 import livetalk
-from livetalk.reconnect import CallNotice, Reconnect
 from livetalk.errors import CallClosedError, ConfigError
 from livetalk.protocol.session import SessionConfig
+from livetalk.reconnect import CallNotice, Reconnect
 
 pytestmark = pytest.mark.slow
 

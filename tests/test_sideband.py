@@ -10,7 +10,7 @@ import pytest
 
 import livetalk
 from livetalk.audio.sources import FileSource, SilenceSource, concat
-from livetalk.errors import AuthenticationError, ConfigError, NotFoundError
+from livetalk.errors import ConfigError, NotFoundError
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 from livetalk.server.brain import ScriptBrain
 from livetalk.sideband import attach
@@ -134,11 +134,12 @@ async def _drain(call: Any) -> int:
 
 
 async def test_ephemeral_secret_is_refused_for_the_sideband(server) -> None:
+    """Observed on the API (2026-09): an ek_ secret gets a 404 call_id_not_found handshake."""
     async with livetalk.connect(base_url=server.base_url, api_key=KEY) as owner:
         secret = await mint_client_secret(api_key=KEY, base_url=server.base_url)
-        with pytest.raises(AuthenticationError) as info:
+        with pytest.raises(NotFoundError) as info:
             await attach(owner.call_id, api_key=secret.value, base_url=server.base_url)
-        assert info.value.status == 401
+        assert info.value.status == 404 and info.value.code == "call_id_not_found"
         assert secret.value not in str(info.value)
 
 

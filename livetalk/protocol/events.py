@@ -260,7 +260,8 @@ class Event:
         missing = [n for n, spec in declared.items() if spec.required and kwargs.get(n) is None]
         if missing:
             raise InvalidEventError(
-                f"{cls.type} event: missing required field {missing[0]!r}", param=missing[0]
+                f"{cls.type} event: missing required field {missing[0]!r}", param=missing[0],
+                reason="missing",
             )
         return cls(**kwargs, extra=extra)
 

@@ -92,7 +92,8 @@ def _type_of(obj: dict[str, Any]) -> tuple[str, str | None]:
     type_ = obj.get("type")
     if not isinstance(type_, str):
         problem = "has no 'type'" if type_ is None else "has a non-string 'type'"
-        raise EventParseError(f"event {problem}", param="type", event_id=event_id)
+        raise EventParseError(f"event {problem}", param="type", event_id=event_id,
+                              reason="missing" if type_ is None else "type")
     return type_, event_id
 
 
@@ -100,7 +101,8 @@ def _build(cls: type[_E], obj: dict[str, Any], event_id: str | None, lenient: bo
     try:
         return cls.from_dict(obj, lenient=lenient)
     except InvalidEventError as exc:
-        raise EventParseError(str(exc), param=exc.param, event_id=event_id) from exc
+        raise EventParseError(str(exc), param=exc.param, event_id=event_id,
+                              reason=exc.reason) from exc
 
 
 def parse_server_event(data: str | bytes | bytearray | Mapping[str, Any]) -> ServerEvent:
@@ -140,6 +142,7 @@ def parse_client_event(data: str | bytes | bytearray | Mapping[str, Any]) -> Cli
             f"unknown client event type {type_!r}; supported: {', '.join(sorted(CLIENT_EVENTS))}",
             param="type",
             event_id=event_id,
+            reason="unknown_type",
         )
     return _build(cls, obj, event_id, lenient=False)
 

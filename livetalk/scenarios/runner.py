@@ -44,6 +44,7 @@ import numpy as np
 
 from livetalk.audio.sources import ArraySource, FileSource, SilenceSource, concat
 from livetalk.errors import CallClosedError, LivetalkError
+from livetalk.protocol.conversation import Turn
 from livetalk.protocol.events import Usage
 from livetalk.scenarios.pricing import DEFAULT_PRICES, PriceTable, estimate_cost
 from livetalk.scenarios.schema import Scenario, ScenarioTurn, TurnKind, normalize_text
@@ -486,7 +487,7 @@ def check_expectations(turn: TurnResult,
 
 
 def _measure(anchor: _Anchor, rec: _Recorder, loud: list[float], model: str,
-             prices: PriceTable) -> TurnResult:
+             prices: PriceTable, replies: dict[str, Turn]) -> TurnResult:
     turn = anchor.turn
     events = rec.events
     result: dict[str, Any] = {"index": turn.index, "label": turn.describe(),
@@ -518,8 +519,12 @@ def _measure(anchor: _Anchor, rec: _Recorder, loud: list[float], model: str,
                 t_done, done_event = events[done]
                 response = done_event.get("response") or {}
                 result["reply_done_ms"] = (t_done - t_end) * 1000
-                result["reply_status"] = response.get("status")
-                result["reply_text"] = _reply_text(response)
+                # the reply's turn knows what the user heard: a reply cut while playing (after
+                # its response.done) is cancelled, with the text heard
+                reply = replies.get(rid)
+                result["reply_status"] = (str(reply.status) if reply is not None
+                                          else response.get("status"))
+                result["reply_text"] = reply.text if reply is not None else _reply_text(response)
                 usage = response.get("usage")
                 if isinstance(usage, dict):
                     result["usage"] = Usage.from_dict(usage)
@@ -583,10 +588,13 @@ async def run_scenario(
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
                 info["usage"] = call.usage
+                info["replies"] = {t.response_id: t for t in call.turns_so_far
+                                   if t.role == "assistant" and t.response_id}
     except LivetalkError as exc:
         error = exc
     model = info.get("model") or scenario.session.model or _DEFAULT_MODEL
-    turns = tuple(_measure(a, rec, loud, model, prices) for a in anchors)
+    replies: dict[str, Turn] = info.get("replies", {})
+    turns = tuple(_measure(a, rec, loud, model, prices, replies) for a in anchors)
     return ScenarioResult(
         name=scenario.name, path=str(scenario.path) if scenario.path else None, turns=turns,
         call_id=info.get("call_id"), model=model, connect_ms=info.get("connect_ms"),

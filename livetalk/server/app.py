@@ -25,7 +25,10 @@ import contextlib
 import io
 import json
 import logging
+import os
+import re
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -38,10 +41,11 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from livetalk.audio.clock import MediaClock
 from livetalk.audio.resample import resample
-from livetalk.errors import LivetalkError, LocalProtocolError
+from livetalk.errors import ConfigError, LivetalkError, LocalProtocolError, SessionConfigError
+from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.server.asr import PocketSphinxTranscriber, Transcriber, load_phrases
 from livetalk.server.brain import Brain, make_brain
-from livetalk.server.config import SessionError, default_session, merge_session, validate_session
+from livetalk.server.config import default_session, merge_session, validate_session
 from livetalk.server.faults import FailingTranscriber, Faults, RtpLoss, sever_peer
 from livetalk.server.session import INPUT_RATE, ServerSession
 from livetalk.server.tts import EspeakSynthesizer, Synthesizer
@@ -157,6 +161,8 @@ class LocalServer:
         faults: failures to inject (:class:`~livetalk.server.faults.Faults`); none by default.
         max_event_bytes: client events larger than this get a ``message_too_large`` error.
         connect_timeout_s: close a call whose peer has not connected within this time.
+        tls_cert, tls_key: a PEM certificate (chain) and its key: serve ``https://`` and
+            ``wss://`` (the ``openai`` npm SDK always dials ``wss://``).
     """
 
     def __init__(
@@ -174,6 +180,8 @@ class LocalServer:
         faults: Faults | None = None,
         max_event_bytes: int = MAX_EVENT_BYTES,
         connect_timeout_s: float = 30.0,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
     ) -> None:
         if realtime_factor <= 0:
             raise ValueError("realtime_factor must be > 0")
@@ -194,6 +202,7 @@ class LocalServer:
             self.transcriber = FailingTranscriber()
         self.max_event_bytes = max_event_bytes
         self.connect_timeout_s = connect_timeout_s
+        self._ssl = _tls_context(tls_cert, tls_key)
         self.calls: dict[str, ServerCall] = {}
         self._calls_answered = 0
         self.ws_sessions: set[ServerSession] = set()
@@ -210,14 +219,15 @@ class LocalServer:
     # ---------------------------------------------------------------- lifecycle
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT/v1``, the value to pass as ``base_url`` to clients."""
-        return f"http://{self.host}:{self.port}/v1"
+        """``http(s)://HOST:PORT/v1``, the value to pass as ``base_url`` to clients."""
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/v1"
 
     async def start(self) -> None:
         """Bind and start serving."""
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
         await site.start()
         if self.port == 0:
             server = site._server
@@ -267,23 +277,33 @@ class LocalServer:
 
     def _check_auth(self, request: web.Request, *, standard_only: bool = False
                     ) -> tuple[web.Response | None, _Secret | None]:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return _error(401, "You didn't provide an API key. Provide it in the Authorization "
-                          "header as 'Bearer YOUR_KEY'.", code="missing_api_key"), None
+        """The HTTP endpoints: a refused credential is a 401 with the JSON envelope."""
+        token = _bearer(request)
+        if token is None:
+            return _error(401, _NO_KEY_HTTP, code=None), None
+        refusal, secret = self._authorize(token, standard_only=standard_only)
+        if refusal is not None:
+            return _error(401, refusal.message, code=refusal.code), None
+        return None, secret
+
+    def _authorize(self, token: str | None, *, standard_only: bool = False
+                   ) -> tuple[_Refusal | None, _Secret | None]:
+        """Check a credential: a standard key (``api_key``, or any ``sk-`` key) or a live
+        ``ek_`` secret (unless ``standard_only``)."""
+        if not token:
+            return _Refusal(None, "Missing bearer or basic authentication in header", 3000), None
+        incorrect = _Refusal("invalid_api_key", f"Incorrect API key provided: {_masked(token)}. "
+                             "You can find your API key at "
+                             "https://platform.openai.com/account/api-keys.", 3000)
         if token.startswith("ek_") and not standard_only:
             secret = self._secrets.get(token)
             if secret is None:
-                return _error(401, "Incorrect API key provided.", code="invalid_api_key"), None
+                return incorrect, None
             if secret.expires_at <= time.time():
-                return _error(401, "The client secret has expired.", code="invalid_api_key"), None
+                return _Refusal("invalid_api_key", "The client secret has expired.", 3000), None
             return None, secret
         valid = token == self._api_key if self._api_key else token.startswith("sk-")
-        if not valid:
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key"), None
-        return None, None
+        return (None if valid else incorrect), None
 
     # ---------------------------------------------------------------- /realtime/calls
     async def _read_offer(self, request: web.Request) -> tuple[str, dict[str, Any] | None]:
@@ -296,21 +316,21 @@ class LocalServer:
         try:
             form = await _read_form(request, MAX_BODY_BYTES)
         except ValueError:
-            raise SessionError("invalid_body", "The multipart body could not be parsed.",
+            raise SessionConfigError("invalid_body", "The multipart body could not be parsed.",
                                None) from None
         if "sdp" not in form:
-            raise SessionError("missing_required_parameter",
+            raise SessionConfigError("missing_required_parameter",
                                "Missing required parameter: 'sdp'.", "sdp")
         session = None
         if "session" in form:
             try:
                 session = json.loads(form["session"])
             except ValueError:
-                raise SessionError("invalid_json", "The 'session' part is not valid JSON.",
+                raise SessionConfigError("invalid_json", "The 'session' part is not valid JSON.",
                                    "session") from None
             if not isinstance(session, dict):
-                raise SessionError("invalid_type", "The 'session' part must be a JSON object.",
-                                   "session")
+                raise SessionConfigError("invalid_type",
+                                         "The 'session' part must be a JSON object.", "session")
         return form["sdp"].decode("utf-8", "replace"), session
 
     async def _create_call(self, request: web.Request) -> web.Response:
@@ -329,7 +349,7 @@ class LocalServer:
             sdp, session_update = await self._read_offer(request)
             if session_update is not None:
                 validate_session(session_update)
-        except SessionError as exc:
+        except SessionConfigError as exc:
             return _error(400, exc.message, code=exc.code, param=exc.param)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "Request body too large.", code="request_too_large")
@@ -404,9 +424,7 @@ class LocalServer:
             def on_close() -> None:
                 session.remove_listener(send)
 
-            session.add_listener(send)
-            if not self.faults.no_session_created:
-                session.start()
+            session.add_listener(send, greet=not self.faults.no_session_created)
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -475,7 +493,7 @@ class LocalServer:
         session_in = body.get("session") or {"type": "realtime"}
         try:
             validate_session(session_in)
-        except SessionError as exc:
+        except SessionConfigError as exc:
             return _error(400, exc.message, code=exc.code, param=exc.param)
         effective = merge_session(default_session(session_in.get("model", "gpt-realtime")),
                                   session_in)
@@ -487,24 +505,40 @@ class LocalServer:
 
     # ---------------------------------------------------------------- WebSocket
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        denied, secret = self._check_auth(request, standard_only="call_id" in request.query)
-        if denied:
-            return denied
+        """``GET /v1/realtime?model=`` (a session) or ``?call_id=`` (a sideband).
+
+        As the API does, the upgrade is accepted whatever the credentials, model or headers;
+        a refusal is one ``error`` event followed by a close with code 3000 (authentication)
+        or 4000 (request shape). Browsers, which cannot set headers, send the key as the
+        subprotocol ``openai-insecure-api-key.<key>`` next to ``realtime`` (selected).
+        Only an unknown ``call_id`` is refused in the handshake (404), as observed.
+        """
         model = request.query.get("model")
         call_id = request.query.get("call_id")
-        if model and call_id:
-            return _error(400, "Pass either 'model' or 'call_id', not both.",
-                          code="invalid_request", param="call_id")
+        token = _bearer(request) or _subprotocol_key(request)
         call = None
         if call_id is not None:
             call = self.calls.get(call_id)
-            if call is None:
+            if call is None or (token or "").startswith("ek_"):
                 return _error(404, "No session found for the provided call_id",
                               code="call_id_not_found", param="")
+        refusal, secret = self._authorize(token, standard_only=call_id is not None)
+        if refusal is None:
+            refusal = _shape_refusal(request, model, call_id, secret)
         # twice the event cap: a moderately oversized event gets an error event and the
         # session lives on; a grossly oversized frame closes the socket with 1009
-        ws = web.WebSocketResponse(max_msg_size=2 * self.max_event_bytes, heartbeat=None)
+        ws = web.WebSocketResponse(max_msg_size=2 * self.max_event_bytes, heartbeat=None,
+                                   protocols=("realtime",))
         await ws.prepare(request)
+        if refusal is not None:
+            error = {"type": "invalid_request_error", "code": refusal.code,
+                     "message": refusal.message, "param": None, "event_id": None}
+            event = {"type": "error", "event_id": "event_" + secrets.token_hex(10),
+                     "error": error}
+            await ws.send_str(json.dumps(event, separators=(",", ":")))
+            reason = f"invalid_request_error.{refusal.code or 'unauthorized'}"
+            await ws.close(code=refusal.close_code, message=reason.encode())
+            return ws
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
         def listener(event: dict[str, Any]) -> None:
@@ -518,7 +552,6 @@ class LocalServer:
         if call is not None:
             session = call.session
             call.sidebands.append(ws)
-            session.add_listener(listener)
         else:
             initial = secret.session if secret else None
             session = ServerSession(
@@ -527,15 +560,14 @@ class LocalServer:
                 realtime_factor=self.realtime_factor, audio_deltas=True,
             )
             self.ws_sessions.add(session)
-            session.add_listener(listener)
-            session.start()
+        session.add_listener(listener)
         write_task = asyncio.ensure_future(writer())
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     _dispatch(session, msg.data, self.max_event_bytes)
                 elif msg.type == WSMsgType.BINARY:
-                    session.error("invalid_json", "Binary frames are not supported; send JSON "
+                    session.error("invalid_event", "Binary frames are not supported; send JSON "
                                   "text frames.")
                 elif msg.type == WSMsgType.ERROR:
                     break
@@ -550,7 +582,6 @@ class LocalServer:
                 self.ws_sessions.discard(session)
                 await session.close()
         return ws
-
 
     # ---------------------------------------------------------------- batch transcription
     async def _transcribe(self, request: web.Request) -> web.Response:
@@ -694,21 +725,88 @@ def _invalid_offer() -> web.Response:
 
 
 def _dispatch(session: ServerSession, message: Any, limit: int) -> None:
-    """Decode one data-channel or WebSocket message and hand it to the session."""
+    """Hand one data-channel or WebSocket text message to the session (which parses it)."""
     if isinstance(message, bytes):
-        session.error("invalid_json", "Binary messages are not supported; send JSON text.")
+        session.error("invalid_event", "Binary messages are not supported; send JSON text.")
         return
     size = len(message.encode("utf-8"))
     if size > limit:
         session.error("message_too_large", f"The event is {size} bytes; the limit is "
                       f"{limit} bytes.")
         return
+    session.handle_client_event(message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why a session is refused: the error event's code and message, the WebSocket close code."""
+
+    code: str | None
+    message: str
+    close_code: int
+
+
+_REALTIME_MODEL = re.compile(r"gpt-(realtime|4o-realtime|4o-mini-realtime|audio)[a-z0-9.\-]*")
+
+
+def _shape_refusal(request: web.Request, model: str | None, call_id: str | None,
+                   secret: _Secret | None) -> _Refusal | None:
+    """A request the API refuses for its shape (close code 4000), or None."""
+    if "realtime=v1" in request.headers.get("OpenAI-Beta", ""):
+        return _Refusal("beta_api_shape_disabled", "The Realtime Beta API is no longer "
+                        "supported. Remove the 'OpenAI-Beta: realtime=v1' header and use the GA "
+                        "interface.", 4000)
+    if call_id is not None:
+        if model:
+            return _Refusal("invalid_request", "Pass either 'model' or 'call_id', not both.",
+                            4000)
+        return None
+    if not model and not (secret and secret.session.get("model")):
+        return _Refusal("missing_model", "Missing required parameter: 'model'. You can pass it "
+                        f"as a query parameter, e.g. ?model={DEFAULT_MODEL}.", 4000)
+    if model and not _REALTIME_MODEL.fullmatch(model):
+        return _Refusal("invalid_model", f"Model '{model}' is not supported for the Realtime "
+                        "API.", 4000)
+    return None
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _subprotocol_key(request: web.Request) -> str | None:
+    """The key a browser sends as ``Sec-WebSocket-Protocol: openai-insecure-api-key.<key>``."""
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    for entry in (e.strip() for e in offered.split(",")):
+        if entry.startswith(_KEY_SUBPROTOCOL):
+            return entry[len(_KEY_SUBPROTOCOL):] or None
+    return None
+
+
+_KEY_SUBPROTOCOL = "openai-insecure-api-key."
+_NO_KEY_HTTP = ("You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+
+
+def _masked(token: str) -> str:
+    """A key as the API quotes it: a few characters of each end, the rest starred."""
+    return f"{token[:3]}{'*' * 8}{token[-4:]}" if len(token) > 12 else "****"
+
+
+def _tls_context(cert: str | os.PathLike[str] | None,
+                 key: str | os.PathLike[str] | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("TLS needs both a certificate and its key (tls_cert and tls_key)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        event = json.loads(message)
-    except ValueError:
-        session.error("invalid_json", "The event is not valid JSON.")
-        return
-    session.handle_client_event(event)
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate {cert} and key {key}: {exc}") from exc
+    return context
 
 
 @contextlib.asynccontextmanager

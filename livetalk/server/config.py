@@ -13,17 +13,18 @@ import secrets
 import time
 from typing import Any
 
+from livetalk.errors import SessionConfigError
+from livetalk.protocol.session import DEFAULT_MODEL
+
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
     "DEFAULT_MODEL",
-    "SessionError",
     "VOICES",
     "default_session",
     "merge_session",
     "validate_session",
 ]
 
-DEFAULT_MODEL = "gpt-realtime"
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful, friendly voice assistant. This is livetalk's local server: "
     "replies come from its configured brain, not from a language model."
@@ -47,15 +48,6 @@ _SERVER_VAD_KEYS = {
 _SEMANTIC_VAD_KEYS = {"type", "eagerness", "create_response", "interrupt_response"}
 _TRANSCRIPTION_KEYS = {"model", "language", "prompt", "delay", "keywords", "languages"}
 
-
-class SessionError(Exception):
-    """A rejected session object, with the API's error ``code`` and ``param``."""
-
-    def __init__(self, code: str, message: str, param: str | None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
 
 
 def default_session(model: str = DEFAULT_MODEL, *, lifetime_s: int = 3600) -> dict[str, Any]:
@@ -101,11 +93,11 @@ def _unknown(keys: set[str], allowed: set[str], prefix: str) -> None:
     extra = sorted(keys - allowed)
     if extra:
         param = f"{prefix}.{extra[0]}"
-        raise SessionError("unknown_parameter", f"Unknown parameter: '{param}'.", param)
+        raise SessionConfigError("unknown_parameter", f"Unknown parameter: '{param}'.", param)
 
 
-def _invalid(param: str, value: Any, supported: str) -> SessionError:
-    return SessionError(
+def _invalid(param: str, value: Any, supported: str) -> SessionConfigError:
+    return SessionConfigError(
         "invalid_value",
         f"Invalid value: {value!r}. Supported values are: {supported}.",
         param,
@@ -126,7 +118,7 @@ def _bool(obj: dict[str, Any], key: str, param: str) -> None:
 
 def _object(value: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise SessionError(
+        raise SessionConfigError(
             "invalid_type", f"Invalid type for '{param}': expected an object.", param
         )
     return value
@@ -149,7 +141,7 @@ def _validate_turn_detection(td: Any, param: str) -> None:
         if td.get("eagerness", "auto") not in ("low", "medium", "high", "auto"):
             raise _invalid(f"{param}.eagerness", td["eagerness"], "'low', 'medium', 'high', 'auto'")
     elif kind is None:
-        raise SessionError(
+        raise SessionConfigError(
             "missing_required_parameter",
             f"Missing required parameter: '{param}.type'.",
             f"{param}.type",
@@ -171,23 +163,24 @@ def _validate_format(fmt: Any, param: str) -> None:
 
 def _validate_tools(tools: Any) -> None:
     if not isinstance(tools, list):
-        raise SessionError("invalid_type", "Invalid type for 'session.tools': expected an array.",
-                           "session.tools")
+        raise SessionConfigError("invalid_type",
+                                 "Invalid type for 'session.tools': expected an array.",
+                                 "session.tools")
     for i, tool in enumerate(tools):
         param = f"session.tools[{i}]"
         tool = _object(tool, param)
         if tool.get("type", "function") not in ("function", "mcp"):
             raise _invalid(f"{param}.type", tool.get("type"), "'function' and 'mcp'")
         if tool.get("type", "function") == "function" and not isinstance(tool.get("name"), str):
-            raise SessionError("missing_required_parameter",
+            raise SessionConfigError("missing_required_parameter",
                                f"Missing required parameter: '{param}.name'.", f"{param}.name")
 
 
 def validate_session(session: Any, *, param: str = "session") -> dict[str, Any]:
-    """Check a client's session object; return it, or raise :class:`SessionError`."""
+    """Check a client's session object; return it, or raise :class:`SessionConfigError`."""
     session = _object(session, param)
     if "type" not in session:
-        raise SessionError(
+        raise SessionConfigError(
             "missing_required_parameter", f"Missing required parameter: '{param}.type'.",
             f"{param}.type",
         )

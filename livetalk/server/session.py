@@ -21,40 +21,46 @@ event already handed to a listener) to every attached listener:
   response's task: the brain, then TTS, then audio queued on an :class:`AudioOutput` with
   transcript deltas paced by what has actually been played.
 
-The event orders follow ``realtime-protocol.md`` section 11 (voice turn, push-to-talk, text
-turn, function call, barge-in). Choices where the API leaves room, or where this server
-differs from it:
+The event orders follow the real API (``docs/protocol.md``, ``docs/fidelity.md``): voice turn,
+push-to-talk, text turn, function call, barge-in. Where the API leaves room, or where this
+server differs from it:
 
 * A response waits for the transcription of every committed user item before asking the
   brain (the brain reads transcripts, where the real model hears the audio), so a
   ``response.create`` sent right after a commit answers that turn. The transcription
   events themselves are emitted only when ``audio.input.transcription`` is configured.
-* Over WebRTC (an ``output`` is given) the reply audio goes to the RTP track and the session
-  emits ``output_audio_buffer.started`` (after ``content_part.added``) and ``stopped``; it
-  never emits ``response.output_audio.delta``. Over WebSocket (``audio_deltas=True``, no
-  output) it emits the audio as base64 PCM16 24 kHz ``response.output_audio.delta`` events
-  and no ``output_audio_buffer.*`` event.
-* Generation runs at playout speed: ``response.done`` is sent once the reply's audio has
-  been played out, then ``output_audio_buffer.stopped``. A cut reply's item and transcript
-  therefore hold exactly the words that were heard, and its item's audio length is the
-  played length (what ``conversation.item.truncate`` checks against).
-* Cancelling is synchronous: ``response.cancel``, a VAD barge-in (``speech_started`` while a
-  reply is active and ``interrupt_response`` is true) and ``output_audio_buffer.clear``
-  during a reply cancel the response task, emit the pending ``*.done`` events with status
-  ``incomplete``, then ``response.done`` (cancelled, reason ``client_cancelled`` or
-  ``turn_detected``) and, when audio was playing, ``output_audio_buffer.cleared``. A new
-  ``response.create`` right after a cancel is accepted. ``output_audio_buffer.clear`` with
-  nothing playing emits nothing. With ``interrupt_response`` false, a turn that ends while a
-  reply is active gets its response after that reply ends.
-* ``turn_detection.idle_timeout_ms`` (server_vad): once a completed reply has played out,
-  that much input media time without speech emits ``input_audio_buffer.timeout_triggered``
-  and commits the idle span as a user item of silence (then a response, if
-  ``create_response``).
+* Generation runs ahead of playout, as on the API: the reply is synthesized, its transcript
+  deltas are sent as fast as they are produced, and ``response.done`` comes when generation
+  ends (then ``rate_limits.updated``), while the audio is still playing. Over WebRTC (an
+  ``output`` is given) the audio goes to the RTP track and the session never emits
+  ``response.output_audio.delta``; :class:`_Playout` follows the track and emits
+  ``output_audio_buffer.started`` when a reply's audio starts playing and ``.stopped`` when it
+  has played out. Over WebSocket (``audio_deltas=True``) the audio goes out as
+  ``response.output_audio.delta`` events in the session's output format, interleaved with the
+  transcript deltas, and no ``output_audio_buffer.*`` event is sent.
+* Barge-in and clearing: a VAD ``speech_started`` (with ``interrupt_response``) or a client
+  ``output_audio_buffer.clear``, while a response is being generated, cancels it: its pending
+  ``*.done`` events with status ``incomplete``, ``response.done`` (cancelled, reason
+  ``turn_detected`` or ``client_cancelled``), then ``output_audio_buffer.cleared``. After
+  generation ended, while the audio still plays, only ``output_audio_buffer.cleared`` is sent
+  (no second ``response.done``) and the item is truncated server-side to what was played: its
+  audio length becomes the played length and its transcript is removed, as the API does with
+  unheard audio. ``response.cancel`` with nothing being generated is
+  ``response_cancel_not_active``. With ``interrupt_response`` false, a turn that ends while a
+  reply is generated gets its response after that reply ends.
+* ``turn_detection.idle_timeout_ms`` (server_vad): once a reply has played out, that much
+  input media time without speech emits ``input_audio_buffer.timeout_triggered`` and commits
+  the idle span as a user item of silence (then a response, if ``create_response``).
 * There is one response slot: an out-of-band response (``conversation: "none"``) also blocks
   ``response.create``. ``response.input`` is not supported (the conversation is used), and
   ``conversation.item.retrieved`` carries no audio bytes.
 * Usage is an estimate: about 4 characters per text token and 20 tokens per second of
   audio, over the instructions and the conversation before the response.
+
+Events are built and read with the protocol core's codec (:mod:`livetalk.protocol.wire`):
+client events are parsed strictly into typed events (a bad one is answered with the API's
+error code), and every emitted event is constructed as its typed class before it is sent, so
+the server cannot emit a malformed event.
 """
 
 from __future__ import annotations
@@ -67,15 +73,21 @@ import logging
 import math
 import re
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
+from livetalk._tasks import TaskSet
+from livetalk.audio.codec import EventAudioCodec
 from livetalk.audio.resample import Resampler
 from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector
-from livetalk.protocol.session import SAY_EXACTLY_PREFIX
+from livetalk.errors import EventParseError, SessionConfigError
+from livetalk.protocol import events as ev, wire
+from livetalk.protocol.events import SERVER_EVENTS
+from livetalk.protocol.session import DEFAULT_MODEL, PCM_RATE, SAY_EXACTLY_PREFIX
 from livetalk.server.asr import Transcriber
 from livetalk.server.brain import (
     Brain,
@@ -84,14 +96,14 @@ from livetalk.server.brain import (
     SpeakReply,
     ToolCallReply,
 )
-from livetalk.server.config import SessionError, default_session, merge_session, validate_session
+from livetalk.server.config import default_session, merge_session, validate_session
 from livetalk.server.tts import Synthesizer, word_timings
 
 __all__ = ["AudioOutput", "ServerSession", "SAY_EXACTLY_PREFIX"]
 
 log = logging.getLogger("livetalk.server")
 
-INPUT_RATE = 24000
+INPUT_RATE: Final = PCM_RATE
 #: ``response.instructions`` starting with this make the server speak the rest verbatim
 #: (this is what ``Call.say()`` sends; the real model follows the same instruction).
 _SAY_RE = re.compile(re.escape(SAY_EXACTLY_PREFIX) + r"\s*(.*)\Z", re.DOTALL)
@@ -99,13 +111,17 @@ _MAX_INPUT_BUFFER_S = 120
 _MIN_COMMIT_MS = 100
 _EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 700, "auto": 700, "high": 400}
 _POLL_S = 0.02
-"""How often (in media seconds) a playing reply checks the output's position."""
+"""How often (in media seconds) the playout watcher checks the output's position."""
 _END_SLACK_MS = 5
 """Audio the resampler may still hold when a reply counts as played out."""
-_RATE_LIMITS = [
-    {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
-    {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15},
-]
+_TOKENS_PER_MINUTE = 400_000
+"""The limit reported by ``rate_limits.updated`` (real traffic shows only a ``tokens`` entry)."""
+_WS_AUDIO_CHUNK_MS = 200
+"""The most audio one ``response.output_audio.delta`` carries over WebSocket."""
+_CLIENT_EVENT_ERRORS: Final = {
+    "json": "invalid_json", "unknown_type": "invalid_value",
+    "missing": "missing_required_parameter", "type": "invalid_type",
+}
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -155,17 +171,96 @@ class _Response:
     output: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     item: dict[str, Any] | None = None
-    audio_started: bool = False
-    audio_base_ms: float = 0.0
+    audio_started: bool = False  # audio queued on the output (WebRTC) or sent (WebSocket)
     text_sent: str = ""
     audio_ms: float = 0.0
     done: bool = False
 
 
+@dataclass
+class _Segment:
+    """One reply's audio on the output's timeline (WebRTC playout)."""
+
+    response_id: str
+    item_id: str
+    start_ms: float  # the output's played position at which it starts playing
+    length_ms: float
+    started: bool = False
+
+
+class _Playout:
+    """Follows the reply audio playing on an :class:`AudioOutput` and reports it.
+
+    Replies are queued back to back; a watcher task polls the output's played position (in
+    media time) and calls ``on_started`` / ``on_stopped`` at the segments' boundaries.
+    """
+
+    def __init__(self, output: AudioOutput, *, realtime_factor: float,
+                 on_started: Callable[[_Segment], None],
+                 on_stopped: Callable[[_Segment], None],
+                 spawn: Callable[[Any], asyncio.Task[Any]]) -> None:
+        self._output = output
+        self._factor = realtime_factor
+        self._on_started = on_started
+        self._on_stopped = on_stopped
+        self._spawn = spawn
+        self.segments: deque[_Segment] = deque()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def playing(self) -> _Segment | None:
+        """The segment playing now (started, not stopped), or None."""
+        head = self.segments[0] if self.segments else None
+        return head if head is not None and head.started else None
+
+    def play(self, response_id: str, item_id: str, pcm: np.ndarray, rate: int) -> _Segment:
+        """Queue a reply's audio; starts it at once when nothing else plays."""
+        position = self._output.played_ms + self._output.queued_ms
+        segment = _Segment(response_id, item_id, position, pcm.size * 1000 / rate)
+        self._output.enqueue(pcm, rate)
+        self.segments.append(segment)
+        if not self.segments[0].started:  # nothing else playing: it plays from now on
+            self.segments[0].started = True
+            self._on_started(self.segments[0])
+        if self._watcher is None or self._watcher.done():
+            self._watcher = self._spawn(self._watch())
+        return segment
+
+    def played_ms(self, segment: _Segment) -> float:
+        """How much of ``segment`` has played."""
+        played = self._output.played_ms - segment.start_ms
+        return max(0.0, min(segment.length_ms, played))
+
+    def clear(self) -> list[_Segment]:
+        """Drop every queued segment; returns them (the first may have been playing)."""
+        cut = list(self.segments)
+        self.segments.clear()
+        self._output.clear()
+        return cut
+
+    def _check(self) -> None:
+        played = self._output.played_ms
+        while self.segments:
+            head = self.segments[0]
+            if not head.started:
+                head.started = True
+                self._on_started(head)
+            end = head.start_ms + head.length_ms - _END_SLACK_MS
+            if played < end and self._output.queued_ms > 0:
+                return
+            self.segments.popleft()
+            self._on_stopped(head)
+
+    async def _watch(self) -> None:
+        while self.segments:
+            await asyncio.sleep(_POLL_S / self._factor)
+            self._check()
+
+
 class ServerSession:
     """The state and behaviour of one session; see the module docstring.
 
-    Attach listeners with :meth:`add_listener`, call :meth:`start` (``session.created``), then
+    Attach listeners with :meth:`add_listener` (each gets its own ``session.created``), then
     feed it with :meth:`handle_client_event` and :meth:`feed_audio`; :meth:`close` at the end.
 
     Args:
@@ -192,7 +287,7 @@ class ServerSession:
         realtime_factor: float = 1.0,
         audio_deltas: bool = False,
     ) -> None:
-        self.session = default_session(model or (session or {}).get("model") or "gpt-realtime")
+        self.session = default_session(model or (session or {}).get("model") or DEFAULT_MODEL)
         if session:
             self.session = merge_session(self.session, session)
         self.transcriber = transcriber
@@ -216,14 +311,23 @@ class ServerSession:
         self._transcribing: dict[str, asyncio.Task[None]] = {}
         self._response: _Response | None = None
         self._last_response_id: str | None = None
-        self._audio_playing_response: str | None = None
         self._last_input_tokens = (0, 0)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tokens_left = _TOKENS_PER_MINUTE
+        self._tasks = TaskSet(log, "a server session")
+        self._playout = None if output is None else _Playout(
+            output, realtime_factor=realtime_factor, on_started=self._audio_started,
+            on_stopped=self._audio_stopped, spawn=self._tasks.spawn)
         self._configure_vad()
 
     # ---------------------------------------------------------------- listeners, emit
-    def add_listener(self, listener: Listener) -> None:
-        """Attach a sink of server events (a data channel, a WebSocket, a sideband)."""
+    def add_listener(self, listener: Listener, *, greet: bool = True) -> None:
+        """Attach a sink of server events (a data channel, a WebSocket, a sideband).
+
+        With ``greet`` the listener first gets a ``session.created`` of its own, as every
+        connection to the API does, before any other event.
+        """
+        if greet:
+            self._deliver(listener, self._build("session.created", session=self.session))
         self.listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
@@ -231,52 +335,47 @@ class ServerSession:
         if listener in self.listeners:
             self.listeners.remove(listener)
 
-    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
-        """Send one server event to every listener; returns the event.
+    def _build(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """One server event as the codec builds it: typed (so validated), then its wire dict.
 
-        The fields are deep-copied, so the event is a snapshot of the session's state.
+        The fields are deep-copied, so the event is a snapshot of the session's state; fields
+        the event class does not declare (``obfuscation``) travel as extras.
         """
-        event = {"type": type_, "event_id": _new_id("event_"), **copy.deepcopy(fields)}
+        data = {"type": type_, "event_id": _new_id("event_"), **copy.deepcopy(fields)}
+        SERVER_EVENTS[type_].from_dict(data)  # the codec's check: raises on a malformed event
+        return data  # as built: explicit nulls stay, as the API sends them
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """Send one server event to every listener; returns the event's wire dict."""
+        event = self._build(type_, **fields)
         for listener in list(self.listeners):
-            try:
-                listener(event)
-            except Exception:  # a broken listener must not break the session
-                log.exception("listener failed; detaching it")
-                self.remove_listener(listener)
+            self._deliver(listener, event)
         return event
 
+    def _deliver(self, listener: Listener, event: dict[str, Any]) -> None:
+        try:
+            listener(event)
+        except Exception:  # a broken listener must not break the session
+            log.exception("listener failed; detaching it")
+            self.remove_listener(listener)
+
     def error(
-        self, code: str, message: str, *, param: str | None = None, event_id: str | None = None,
-        error_type: str = "invalid_request_error",
+        self, code: str | None, message: str, *, param: str | None = None,
+        event_id: str | None = None, error_type: str = "invalid_request_error",
     ) -> None:
-        """Emit an ``error`` event; ``event_id`` is the client event it answers, if any."""
+        """Emit an ``error`` event; ``event_id`` is the client event it answers (else null)."""
         self.emit("error", error={"type": error_type, "code": code, "message": message,
                                   "param": param, "event_id": event_id})
-
-    def start(self) -> None:
-        """Send ``session.created``; call once the first listener is attached."""
-        self.emit("session.created", session=self.session)
 
     # ---------------------------------------------------------------- lifecycle
     async def close(self) -> None:
         """Cancel every running task of the session and detach the listeners."""
         self.closed = True
-        tasks = [t for t in self._tasks if not t.done()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         self.listeners.clear()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("session task failed", exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     # ---------------------------------------------------------------- VAD config
     @property
@@ -301,6 +400,10 @@ class ServerSession:
             INPUT_RATE, threshold, prefix_padding_ms=padding, silence_duration_ms=max(silence, 200)
         )
 
+    def _codec(self, direction: str) -> EventAudioCodec:
+        fmt = self.session["audio"][direction].get("format") or {}
+        return EventAudioCodec(fmt.get("type", "audio/pcm"))
+
     # ---------------------------------------------------------------- input audio
     def feed_audio(self, pcm: np.ndarray) -> None:
         """Take 24 kHz int16 mono input audio (RTP or ``input_audio_buffer.append``)."""
@@ -313,31 +416,33 @@ class ServerSession:
             while self._input_samples > _MAX_INPUT_BUFFER_S * INPUT_RATE and len(self._input) > 1:
                 self._input_samples -= self._input.pop(0).size
             return
-        for ev in self._detector.feed(pcm):
-            if isinstance(ev, SpeechStarted):
-                self._on_speech_started(ev)
-            elif isinstance(ev, SpeechStopped):
-                self._on_speech_stopped(ev)
+        for vad_event in self._detector.feed(pcm):
+            if isinstance(vad_event, SpeechStarted):
+                self._on_speech_started(vad_event)
+            elif isinstance(vad_event, SpeechStopped):
+                self._on_speech_stopped(vad_event)
         self._check_idle_timeout()
 
     def _stream_ms(self) -> int:
         return self._stream_samples * 1000 // INPUT_RATE
 
-    def _on_speech_started(self, ev: SpeechStarted) -> None:
+    def _on_speech_started(self, started: SpeechStarted) -> None:
         self._idle_from_ms = None
         self._pending_item_id = _new_id("item_")
-        self.emit("input_audio_buffer.speech_started", audio_start_ms=int(ev.start_ms),
+        self.emit("input_audio_buffer.speech_started", audio_start_ms=int(started.start_ms),
                   item_id=self._pending_item_id)
         td = self.turn_detection or {}
         if td.get("interrupt_response", True):
-            self._barge_in()
+            self._cut("turn_detected")
 
-    def _on_speech_stopped(self, ev: SpeechStopped) -> None:
+    def _on_speech_stopped(self, stopped: SpeechStopped) -> None:
         item_id = self._pending_item_id or _new_id("item_")
         self._pending_item_id = None
-        self.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(ev.end_ms), item_id=item_id)
+        self.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(stopped.end_ms),
+                  item_id=item_id)
         td = self.turn_detection or {}
-        self._commit_audio(item_id, ev.audio, create_response=td.get("create_response", True))
+        self._commit_audio(item_id, stopped.audio,
+                           create_response=td.get("create_response", True))
 
     def _check_idle_timeout(self) -> None:
         td = self.turn_detection
@@ -394,7 +499,8 @@ class ServerSession:
         if configured:
             for i, word in enumerate(text.split()):
                 self.emit("conversation.item.input_audio_transcription.delta", item_id=item_id,
-                          content_index=0, delta=word if i == 0 else " " + word)
+                          content_index=0, delta=word if i == 0 else " " + word,
+                          obfuscation=_obfuscation())
             self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
                       content_index=0, transcript=text,
                       usage={"type": "duration", "seconds": round(audio.size / INPUT_RATE, 3)})
@@ -442,59 +548,67 @@ class ServerSession:
         return out
 
     # ---------------------------------------------------------------- client events
-    def handle_client_event(self, event: Any) -> None:
-        """Act on one decoded client event (a dict); errors become ``error`` events."""
+    def handle_client_event(self, data: Any) -> None:
+        """Act on one client event (its JSON text or decoded object); a bad one is answered
+        with an ``error`` event carrying the API's code, and the session stays open."""
         if self.closed:
             return
-        if not isinstance(event, dict):
-            self.error("invalid_json", "The event must be a JSON object.")
-            return
-        event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
-        kind = event.get("type")
-        handler = self._handlers.get(kind) if isinstance(kind, str) else None
-        if handler is None:
-            supported = ", ".join(f"'{k}'" for k in self._handlers)
-            self.error("invalid_value",
-                       f"Invalid value: {kind!r}. Supported values are: {supported}.",
-                       param="type", event_id=event_id)
-            return
         try:
-            handler(self, event, event_id)
-        except SessionError as exc:
-            self.error(exc.code, exc.message, param=exc.param, event_id=event_id)
+            event = wire.parse_client_event(data)
+        except EventParseError as exc:
+            self._refuse(exc)
+            return
+        if event.extra:
+            name = sorted(event.extra)[0]
+            self.error("unknown_parameter", f"Unknown parameter: '{name}'.", param=name,
+                       event_id=event.event_id)
+            return
+        handler = self._handlers[type(event)]
+        try:
+            handler(self, event)
+        except SessionConfigError as exc:
+            self.error(exc.code, exc.message, param=exc.param, event_id=event.event_id)
 
-    def _on_session_update(self, event: dict[str, Any], event_id: str | None) -> None:
-        if "session" not in event:
-            raise SessionError("missing_required_parameter",
-                               "Missing required parameter: 'session'.", "session")
-        update = validate_session(event["session"])
+    def _refuse(self, exc: EventParseError) -> None:
+        code = _CLIENT_EVENT_ERRORS.get(exc.reason, "invalid_value")
+        if exc.reason == "unknown_type":
+            supported = ", ".join(f"'{t}'" for t in sorted(ev.CLIENT_EVENTS))
+            message = f"Invalid value: {exc}. Supported values are: {supported}."
+        elif exc.reason == "missing":
+            message = f"Missing required parameter: '{exc.param}'."
+        elif exc.reason == "type":
+            message = f"Invalid type for '{exc.param}': {exc}."
+        else:
+            message = "The event is not valid JSON."
+        self.error(code, message, param=exc.param, event_id=exc.event_id)
+
+    def _on_session_update(self, event: ev.SessionUpdate) -> None:
+        update = validate_session(event.session)
         voice = update.get("audio", {}).get("output", {}).get("voice")
         if (voice is not None and voice != self.session["audio"]["output"]["voice"]
                 and self._response is not None and self._response.audio_started):
-            raise SessionError("cannot_update_voice",
-                               "Cannot update a session's voice after the model has "
-                               "responded with audio.", "session.audio.output.voice")
+            raise SessionConfigError("cannot_update_voice",
+                                     "Cannot update a session's voice after the model has "
+                                     "responded with audio.", "session.audio.output.voice")
         old_td = self.turn_detection
         self.session = merge_session(self.session, update)
         if self.turn_detection != old_td:
             self._configure_vad()
         self.emit("session.updated", session=self.session)
 
-    def _on_append(self, event: dict[str, Any], event_id: str | None) -> None:
-        audio = event.get("audio")
-        if not isinstance(audio, str):
-            raise SessionError("missing_required_parameter",
-                               "Missing required parameter: 'audio'.", "audio")
+    def _on_append(self, event: ev.InputAudioBufferAppend) -> None:
         try:
-            raw = base64.b64decode(audio, validate=True)
+            raw = base64.b64decode(event.audio, validate=True)
         except (binascii.Error, ValueError):
-            raise SessionError("invalid_value", "Invalid 'audio': not valid base64.",
-                               "audio") from None
-        if len(raw) % 2:
-            raw = raw[:-1]
-        self.feed_audio(np.frombuffer(raw, dtype="<i2").astype(np.int16))
+            raise SessionConfigError("invalid_value", "Invalid 'audio': not valid base64.",
+                                     "audio") from None
+        codec = self._codec("input")
+        pcm = codec.decode(raw)
+        if codec.rate != INPUT_RATE:
+            pcm = Resampler(codec.rate, INPUT_RATE).process(pcm)
+        self.feed_audio(pcm)
 
-    def _on_commit(self, event: dict[str, Any], event_id: str | None) -> None:
+    def _on_commit(self, event: ev.InputAudioBufferCommit) -> None:
         if self._detector is not None:
             stopped = self._detector.force_end()
             if stopped is None:
@@ -510,130 +624,132 @@ class ServerSession:
         self._input, self._input_samples = [], 0
         self._commit_audio(_new_id("item_"), audio, create_response=False)
 
-    def _on_input_clear(self, event: dict[str, Any], event_id: str | None) -> None:
+    def _on_input_clear(self, event: ev.InputAudioBufferClear) -> None:
         self._input, self._input_samples = [], 0
         self._pending_item_id = None
         if self._detector is not None:
             self._detector.reset()
         self.emit("input_audio_buffer.cleared")
 
-    def _on_output_clear(self, event: dict[str, Any], event_id: str | None) -> None:
+    def _on_output_clear(self, event: ev.OutputAudioBufferClear) -> None:
         if self.output is None:
-            raise SessionError("invalid_value", "output_audio_buffer.clear is only supported "
-                               "over WebRTC and SIP.", "type")
-        resp = self._response
-        if resp is not None and resp.audio_started:
-            self._cancel_response("client_cancelled")  # the reply plays as it is generated
-        elif self._audio_playing_response is not None:
-            self._clear_output_audio()
+            raise SessionConfigError("invalid_value", "output_audio_buffer.clear is only "
+                                     "supported over WebRTC and SIP.", "type")
+        self._cut("client_cancelled")
 
-    def _on_item_create(self, event: dict[str, Any], event_id: str | None) -> None:
-        item = event.get("item")
-        if not isinstance(item, dict):
-            raise SessionError("missing_required_parameter", "Missing required parameter: 'item'.",
-                               "item")
+    def _on_item_create(self, event: ev.ConversationItemCreate) -> None:
+        item = event.item
         kind = item.get("type")
         if kind not in ("message", "function_call", "function_call_output"):
-            raise SessionError("invalid_value", f"Invalid value: {kind!r}. Supported values are: "
-                               "'message', 'function_call', 'function_call_output'.", "item.type")
+            raise SessionConfigError(
+                "invalid_value", f"Invalid value: {kind!r}. Supported values are: 'message', "
+                "'function_call', 'function_call_output'.", "item.type")
         if kind == "message" and item.get("role") not in ("user", "assistant", "system"):
-            raise SessionError("invalid_value", f"Invalid value: {item.get('role')!r}. Supported "
-                               "values are: 'user', 'assistant', 'system'.", "item.role")
+            raise SessionConfigError(
+                "invalid_value", f"Invalid value: {item.get('role')!r}. Supported values are: "
+                "'user', 'assistant', 'system'.", "item.role")
         if kind == "function_call_output" and not isinstance(item.get("call_id"), str):
-            raise SessionError("missing_required_parameter",
-                               "Missing required parameter: 'item.call_id'.", "item.call_id")
+            raise SessionConfigError("missing_required_parameter",
+                                     "Missing required parameter: 'item.call_id'.",
+                                     "item.call_id")
         item = {"id": item.get("id") or _new_id("item_"), "object": "realtime.item",
                 **{k: v for k, v in item.items() if k != "id"}, "status": "completed"}
         if item["id"] in self.items:
-            raise SessionError("invalid_value", f"Item with id '{item['id']}' already exists.",
-                               "item.id")
-        previous = event.get("previous_item_id")
+            raise SessionConfigError("invalid_value",
+                                     f"Item with id '{item['id']}' already exists.", "item.id")
+        previous = event.previous_item_id
         if previous not in (None, "root") and previous not in self.items:
-            raise SessionError("invalid_value", f"Previous item with id '{previous}' not found.",
-                               "previous_item_id")
+            raise SessionConfigError("invalid_value",
+                                     f"Previous item with id '{previous}' not found.",
+                                     "previous_item_id")
         before = self._add_item(item, previous)
         self.emit("conversation.item.done", item=item, previous_item_id=before)
 
-    def _find_item(self, event: dict[str, Any]) -> dict[str, Any]:
-        item_id = event.get("item_id")
-        item = self.items.get(item_id) if isinstance(item_id, str) else None
+    def _find_item(self, item_id: str) -> dict[str, Any]:
+        item = self.items.get(item_id)
         if item is None:
-            raise SessionError("item_not_found", f"Item with id '{item_id}' not found.", "item_id")
+            raise SessionConfigError("item_not_found", f"Item with id '{item_id}' not found.",
+                                     "item_id")
         return item
 
-    def _on_item_retrieve(self, event: dict[str, Any], event_id: str | None) -> None:
-        self.emit("conversation.item.retrieved", item=self._find_item(event))
+    def _on_item_retrieve(self, event: ev.ConversationItemRetrieve) -> None:
+        self.emit("conversation.item.retrieved", item=self._find_item(event.item_id))
 
-    def _on_item_truncate(self, event: dict[str, Any], event_id: str | None) -> None:
-        item = self._find_item(event)
-        end = event.get("audio_end_ms")
-        if isinstance(end, bool) or not isinstance(end, int) or end < 0:
-            raise SessionError("invalid_value", f"Invalid value: {end!r}. 'audio_end_ms' must be "
-                               "a non-negative integer.", "audio_end_ms")
+    def _on_item_truncate(self, event: ev.ConversationItemTruncate) -> None:
+        item = self._find_item(event.item_id)
+        end = event.audio_end_ms
         if item.get("role") != "assistant" or item["id"] not in self._audio_ms:
-            raise SessionError("invalid_value", "Only assistant messages with audio can be "
-                               "truncated.", "item_id")
+            raise SessionConfigError("invalid_value", "Only assistant messages with audio can "
+                                     "be truncated.", "item_id")
         total = self._audio_ms[item["id"]]
         if end > total:
-            raise SessionError("invalid_value", f"Audio content of {int(total)}ms is shorter "
-                               f"than {end}ms.", "audio_end_ms")
-        part = item["content"][0] if item.get("content") else None
-        if part is not None and total:
-            words = (part.get("transcript") or "").split()
-            part["transcript"] = " ".join(words[:int(len(words) * end // total)])
-        self._audio_ms[item["id"]] = float(end)
+            raise SessionConfigError("invalid_value", f"Audio content of {int(total)}ms is "
+                                     f"shorter than {end}ms.", "audio_end_ms")
+        self._truncate(item, float(end))
         self.emit("conversation.item.truncated", item_id=item["id"],
-                  content_index=event.get("content_index", 0), audio_end_ms=end)
+                  content_index=event.content_index, audio_end_ms=end)
 
-    def _on_item_delete(self, event: dict[str, Any], event_id: str | None) -> None:
-        item_id = self._find_item(event)["id"]
+    def _truncate(self, item: dict[str, Any], played_ms: float) -> None:
+        """Cut an assistant item's audio at ``played_ms``; its transcript goes, as on the API
+        (no text in the context that the user did not hear)."""
+        self._audio_ms[item["id"]] = played_ms
+        for part in item.get("content") or []:
+            if part.get("type") == "output_audio":
+                part["transcript"] = None
+
+    def _on_item_delete(self, event: ev.ConversationItemDelete) -> None:
+        item_id = self._find_item(event.item_id)["id"]
         del self.items[item_id]
         self.order.remove(item_id)
         self._audio_ms.pop(item_id, None)
         self.emit("conversation.item.deleted", item_id=item_id)
 
-    def _on_response_create(self, event: dict[str, Any], event_id: str | None) -> None:
+    def _on_response_create(self, event: ev.ResponseCreate) -> None:
         if self._response is not None:
-            raise SessionError(
+            raise SessionConfigError(
                 "conversation_already_has_active_response",
-                f"Conversation already has an active response in progress: {self._response.id}. "
-                "Wait until the response is finished before creating a new one.", None)
-        options = event.get("response") or {}
-        if not isinstance(options, dict):
-            raise SessionError("invalid_type", "Invalid type for 'response': expected an object.",
-                               "response")
+                f"Conversation already has an active response in progress: "
+                f"{self._response.id}. Wait until the response is finished before creating a "
+                "new one.", None)
+        options = event.response or {}
         mods = options.get("output_modalities")
         if mods is not None and mods not in (["audio"], ["text"]):
-            raise SessionError("invalid_value", f"Invalid value: {mods!r}. Supported values are: "
-                               "['audio'] and ['text'].", "response.output_modalities")
+            raise SessionConfigError(
+                "invalid_value", f"Invalid value: {mods!r}. Supported values are: ['audio'] "
+                "and ['text'].", "response.output_modalities")
         self._start_response(options)
 
-    def _on_response_cancel(self, event: dict[str, Any], event_id: str | None) -> None:
-        wanted = event.get("response_id")
+    def _on_response_cancel(self, event: ev.ResponseCancel) -> None:
+        wanted = event.response_id
         if self._response is None or (wanted and wanted != self._response.id):
-            raise SessionError("response_cancel_not_active",
-                               "Cancellation failed: no active response found.", None)
+            raise SessionConfigError("response_cancel_not_active",
+                                     "Cancellation failed: no active response found.", None)
         self._cancel_response("client_cancelled")
 
-    _handlers: dict[str, Callable[[ServerSession, dict[str, Any], str | None], None]] = {
-        "session.update": _on_session_update,
-        "input_audio_buffer.append": _on_append,
-        "input_audio_buffer.commit": _on_commit,
-        "input_audio_buffer.clear": _on_input_clear,
-        "output_audio_buffer.clear": _on_output_clear,
-        "conversation.item.create": _on_item_create,
-        "conversation.item.retrieve": _on_item_retrieve,
-        "conversation.item.truncate": _on_item_truncate,
-        "conversation.item.delete": _on_item_delete,
-        "response.create": _on_response_create,
-        "response.cancel": _on_response_cancel,
+    _handlers: dict[type[ev.ClientEvent], Callable[[ServerSession, Any], None]] = {
+        ev.SessionUpdate: _on_session_update,
+        ev.InputAudioBufferAppend: _on_append,
+        ev.InputAudioBufferCommit: _on_commit,
+        ev.InputAudioBufferClear: _on_input_clear,
+        ev.OutputAudioBufferClear: _on_output_clear,
+        ev.ConversationItemCreate: _on_item_create,
+        ev.ConversationItemRetrieve: _on_item_retrieve,
+        ev.ConversationItemTruncate: _on_item_truncate,
+        ev.ConversationItemDelete: _on_item_delete,
+        ev.ResponseCreate: _on_response_create,
+        ev.ResponseCancel: _on_response_cancel,
     }
 
     # ---------------------------------------------------------------- responses
     @property
     def response_active(self) -> bool:
-        """A response is running (``response.created`` sent, ``response.done`` not yet)."""
+        """A response is being generated (``response.created`` sent, ``response.done`` not)."""
         return self._response is not None
+
+    @property
+    def audio_playing(self) -> bool:
+        """Reply audio is playing on the output (WebRTC)."""
+        return self._playout is not None and bool(self._playout.segments)
 
     def _start_response(self, options: dict[str, Any]) -> None:
         self._idle_from_ms = None
@@ -698,7 +814,6 @@ class ServerSession:
     async def _run_response(self, resp: _Response) -> None:
         self.emit("response.created", response=self._response_object(resp, "in_progress", None,
                                                                       None))
-        self.emit("rate_limits.updated", rate_limits=_RATE_LIMITS)
         try:
             reply = await self._decide(resp)
             if isinstance(reply, ToolCallReply) and self._tools(resp):
@@ -717,15 +832,14 @@ class ServerSession:
             self._fail_response(resp, _error_detail("server_error", f"{type(exc).__name__}: {exc}"))
             return
         self._finish_response(resp, "completed", None)
-        await self._wait_played_out(resp)
-        self._idle_from_ms = self._stream_ms()
+        if not self.audio_playing:
+            self._idle_from_ms = self._stream_ms()
 
     def _fail_response(self, resp: _Response, details: dict[str, Any]) -> None:
         if resp.item is not None and resp.item["status"] == "in_progress":
             self._close_message(resp, "incomplete")
         self._finish_response(resp, "failed", details)
-        if resp.audio_started and self._audio_playing_response == resp.id:
-            self._clear_output_audio()
+        self._clear_output(resp.id)
 
     def _open_message(self, resp: _Response) -> dict[str, Any]:
         item = {"id": _new_id("item_"), "object": "realtime.item", "type": "message",
@@ -749,13 +863,15 @@ class ServerSession:
         self._open_message(resp)
         for i, word in enumerate(text.split()):
             delta = word if i == 0 else " " + word
-            self.emit("response.output_text.delta", **self._ids(resp), delta=delta)
+            self.emit("response.output_text.delta", **self._ids(resp), delta=delta,
+                      obfuscation=_obfuscation())
             resp.text_sent += delta
         self._close_message(resp, "completed")
 
     def _transcript_delta(self, resp: _Response, word: str) -> None:
         delta = word if not resp.text_sent else " " + word
-        self.emit("response.output_audio_transcript.delta", **self._ids(resp), delta=delta)
+        self.emit("response.output_audio_transcript.delta", **self._ids(resp), delta=delta,
+                  obfuscation=_obfuscation())
         resp.text_sent += delta
 
     async def _audio_reply(self, resp: _Response, text: str) -> None:
@@ -765,47 +881,37 @@ class ServerSession:
         resp.audio_ms = pcm.size * 1000 / rate
         self._audio_ms[item["id"]] = resp.audio_ms
         timings = word_timings(text, pcm.size, rate)
-        output = self.output
-        if output is None:
-            if self.audio_deltas:  # the item's audio is what the deltas carried
-                resp.audio_ms = self._emit_audio_deltas(resp, pcm, rate)
-                self._audio_ms[item["id"]] = resp.audio_ms
+        if self._playout is not None:  # WebRTC: the audio plays out from now on
+            resp.audio_started = True
+            self._playout.play(resp.id, item["id"], pcm, rate)
             for word, _ in timings:
                 self._transcript_delta(resp, word)
-        else:
-            self.emit("output_audio_buffer.started", response_id=resp.id)
-            resp.audio_started = True
-            self._audio_playing_response = resp.id
-            resp.audio_base_ms = output.played_ms + output.queued_ms
-            output.enqueue(pcm, rate)
-            for word, at_ms in timings:
-                await self._until_played(resp, at_ms)
-                self._transcript_delta(resp, word)
-            await self._until_played(resp, resp.audio_ms - _END_SLACK_MS)
+        else:  # WebSocket: transcript and audio deltas interleaved, as generated
+            if self.audio_deltas:
+                resp.audio_started = True
+            self._emit_interleaved(resp, pcm, rate, timings)
         self._close_message(resp, "completed")
 
-    def _played_ms(self, resp: _Response) -> float:
-        if self.output is None or not resp.audio_started:
-            return resp.audio_ms
-        return min(resp.audio_ms, max(0.0, self.output.played_ms - resp.audio_base_ms))
-
-    async def _until_played(self, resp: _Response, ms: float) -> None:
-        output = self.output
-        assert output is not None
-        while output.played_ms - resp.audio_base_ms < ms and output.queued_ms > 0:
-            await asyncio.sleep(_POLL_S / self.realtime_factor)
-
-    def _emit_audio_deltas(self, resp: _Response, pcm: np.ndarray, rate: int) -> float:
-        """Send the reply audio as base64 PCM16 24 kHz deltas; returns its length in ms."""
-        resampler = Resampler(rate, INPUT_RATE)
-        audio = np.concatenate([resampler.process(pcm), resampler.flush()])
-        step = INPUT_RATE // 5  # 200 ms per delta
-        for i in range(0, audio.size, step):
-            chunk = audio[i:i + step].astype("<i2").tobytes()
-            self.emit("response.output_audio.delta", **self._ids(resp),
-                      delta=base64.b64encode(chunk).decode("ascii"))
-        resp.audio_started = True
-        return audio.size * 1000 / INPUT_RATE
+    def _emit_interleaved(self, resp: _Response, pcm: np.ndarray, rate: int,
+                          timings: list[tuple[str, float]]) -> None:
+        """Each word's transcript delta, then the audio up to the next word's start."""
+        codec = self._codec("output")
+        resampler = Resampler(rate, codec.rate)
+        step = codec.rate * _WS_AUDIO_CHUNK_MS // 1000
+        starts = [int(at_ms * rate / 1000) for _, at_ms in timings[1:]] + [pcm.size]
+        sent = 0
+        for (word, _), end in zip(timings, starts, strict=True):
+            self._transcript_delta(resp, word)
+            if not self.audio_deltas:
+                continue
+            chunk = resampler.process(pcm[sent:end])
+            if end == pcm.size:
+                chunk = np.concatenate([chunk, resampler.flush()])
+            sent = end
+            for i in range(0, chunk.size, step):
+                data = codec.encode(chunk[i:i + step])
+                self.emit("response.output_audio.delta", **self._ids(resp),
+                          delta=base64.b64encode(data).decode("ascii"))
 
     def _close_message(self, resp: _Response, status: str) -> None:
         """Emit the ``*.done`` events of the reply's message (also for a cut reply)."""
@@ -885,56 +991,73 @@ class ServerSession:
 
     def _finish_response(self, resp: _Response, status: str,
                          details: dict[str, Any] | None) -> None:
+        """``response.done``, then ``rate_limits.updated`` (the order of real traffic)."""
         if resp.done:
             return
         resp.done = True
         if self._response is resp:
             self._response = None
-        self.emit("response.done", response=self._response_object(resp, status, details,
-                                                                   self._usage(resp)))
+        usage = self._usage(resp)
+        self.emit("response.done", response=self._response_object(resp, status, details, usage))
+        self._tokens_left = max(0, self._tokens_left - usage["total_tokens"])
+        self.emit("rate_limits.updated", rate_limits=[
+            {"name": "tokens", "limit": _TOKENS_PER_MINUTE, "remaining": self._tokens_left,
+             "reset_seconds": round(60.0 * (1 - self._tokens_left / _TOKENS_PER_MINUTE), 3)}])
 
-    async def _wait_played_out(self, resp: _Response) -> None:
-        output = self.output
-        if output is None or not resp.audio_started:
-            return
-        while output.queued_ms > 0 and self._audio_playing_response == resp.id:
-            await asyncio.sleep(_POLL_S / self.realtime_factor)
-        if self._audio_playing_response == resp.id:
-            self._audio_playing_response = None
-            self.emit("output_audio_buffer.stopped", response_id=resp.id)
+    def _audio_started(self, segment: _Segment) -> None:
+        self.emit("output_audio_buffer.started", response_id=segment.response_id)
+
+    def _audio_stopped(self, segment: _Segment) -> None:
+        self.emit("output_audio_buffer.stopped", response_id=segment.response_id)
+        if not self.audio_playing and self._response is None:
+            self._idle_from_ms = self._stream_ms()
 
     def _cancel_response(self, reason: str) -> None:
-        """Cut the active response now: its ``*.done`` events, ``response.done``, ``cleared``."""
+        """Cut the response being generated: its ``*.done`` events, ``response.done``, then
+        ``output_audio_buffer.cleared`` if its audio had started."""
         resp = self._response
         if resp is None:
             return
         if resp.task is not None and resp.task is not asyncio.current_task():
             resp.task.cancel()
         if resp.item is not None and resp.item["status"] == "in_progress":
-            if resp.item["id"] in self._audio_ms:
-                self._audio_ms[resp.item["id"]] = self._played_ms(resp)
             self._close_message(resp, "incomplete")
         self._finish_response(resp, "cancelled", {"type": "cancelled", "reason": reason})
-        if resp.audio_started and self._audio_playing_response == resp.id:
-            self._clear_output_audio()
+        self._clear_output(resp.id)
 
-    def _barge_in(self) -> None:
+    def _cut(self, reason: str) -> None:
+        """A barge-in or ``output_audio_buffer.clear``: stop generating, stop playing."""
         if self._response is not None:
-            self._cancel_response("turn_detected")
-        elif self._audio_playing_response is not None:
-            self._clear_output_audio()
+            self._cancel_response(reason)
+        else:
+            self._clear_output(None)
 
-    def _clear_output_audio(self) -> None:
-        response_id = self._audio_playing_response
-        self._audio_playing_response = None
-        if self.output is not None:
-            self.output.clear()
-        if response_id is not None:
-            self.emit("output_audio_buffer.cleared", response_id=response_id)
+    def _clear_output(self, response_id: str | None) -> None:
+        """Drop the reply audio queued on the output: ``cleared`` for the one playing, and
+        every cut item truncated server-side to what was played."""
+        if self._playout is None or not self._playout.segments:
+            return
+        if response_id is not None and not any(
+                s.response_id == response_id for s in self._playout.segments):
+            return
+        playing = self._playout.playing
+        played = {s.item_id: self._playout.played_ms(s) for s in self._playout.segments}
+        self._playout.clear()
+        for item_id, ms in played.items():
+            item = self.items.get(item_id)
+            if item is not None and self._audio_ms.get(item_id, 0) > ms:
+                self._truncate(item, ms)
+        if playing is not None:
+            self.emit("output_audio_buffer.cleared", response_id=playing.response_id)
 
 
-def _commit_empty(ms: float) -> SessionError:
-    return SessionError(
+def _obfuscation() -> str:
+    """The ``obfuscation`` padding real deltas carry (random, of varying length)."""
+    return secrets.token_urlsafe(secrets.randbelow(12) + 4)
+
+
+def _commit_empty(ms: float) -> SessionConfigError:
+    return SessionConfigError(
         "input_audio_buffer_commit_empty",
         "Error committing input audio buffer: buffer too small. Expected at least "
         f"{_MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2f}ms of audio.", None)

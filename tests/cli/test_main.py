@@ -56,7 +56,7 @@ async def test_run_jsonl_shows_words_replies_and_turns(make_server, tmp_path: Pa
     turns = [x for x in lines if x["type"] == "turn"]
     assert [t["text"] for t in turns if t["role"] == "user"] == [
         "hello can you hear me", "what is the weather like today", "thank you goodbye"]
-    assert all(t["status"] == "completed" for t in turns)
+    assert all(t["status"] in ("completed", "cancelled") for t in turns)  # cut if it overlaps
     deltas = [x for x in lines if x["type"] == "transcript.delta"]
     assert {d["role"] for d in deltas} == {"user", "assistant"}
     assert "Traceback" not in err

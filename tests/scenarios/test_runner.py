@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.scenarios import (
     TurnKind,
     load_scenario,
@@ -87,7 +88,7 @@ async def test_conversation_passes_fails_and_barges_in(make_server, ears, valida
     assert third.reply_status == "completed" and third.passed
     assert not result.passed
     assert result.call_id is not None and result.call_id.startswith("rtc_")
-    assert result.model == "gpt-realtime"
+    assert result.model == DEFAULT_MODEL
 
     for turn in result.turns:
         assert turn.user_item_id is not None and turn.response_id is not None

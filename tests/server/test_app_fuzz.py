@@ -12,8 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from livetalk.errors import SessionConfigError as SessionError
 from livetalk.server import LocalServer
-from livetalk.server.config import SessionError, default_session, merge_session, validate_session
+from livetalk.server.config import default_session, merge_session, validate_session
 from livetalk.server.faults import FailingTranscriber
 
 KEY = "sk-fuzz"

@@ -12,7 +12,7 @@ from livetalk.errors import ConfigError
 from livetalk.server import LocalServer
 from livetalk.server.config import (
     DEFAULT_MODEL,
-    SessionError,
+    SessionConfigError as SessionError,
     default_session,
     merge_session,
     validate_session,

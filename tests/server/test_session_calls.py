@@ -15,7 +15,6 @@ import pytest
 
 import livetalk
 from livetalk.audio.sources import ArraySource, SilenceSource, concat
-from livetalk.server.session import SAY_EXACTLY_PREFIX
 from tests.conftest import EventValidator
 from tests.speech_helpers import make_turns
 
@@ -68,8 +67,9 @@ async def test_push_to_talk_with_manual_commits(make_server, validator) -> None:
         # so wait until it has received every frame sent so far before committing
         await _media_arrived(server, call)
         call.send({"type": "input_audio_buffer.commit"})  # release
-        call.send({"type": "response.create"})
+        reply = call.create_response()
         done = await wait_for(validator, "response.done", timeout=30)
+        await reply.wait(30)  # its audio has played out: the turn is complete
     inbound = [e["type"] for d, e in validator.seen if d == "in"]
     assert "input_audio_buffer.speech_started" not in inbound
     start = inbound.index("input_audio_buffer.committed")
@@ -84,30 +84,37 @@ async def test_push_to_talk_with_manual_commits(make_server, validator) -> None:
     validator.assert_valid()
 
 
-async def test_response_cancel_mid_reply(make_server, validator) -> None:
+async def test_interrupt_while_the_reply_plays(make_server, validator) -> None:
+    """Real-traffic order: generation is long done when the user cuts in; the server sends
+    only output_audio_buffer.cleared and truncates the item to what played; the client's turn
+    is cancelled with the words heard (issue 11 item 2)."""
     async with make_server(port=0, realtime_factor=SPEED) as server, livetalk.connect(
         base_url=server.base_url, api_key=KEY, event_log=validator, speed=SPEED,
         session={"type": "realtime", "audio": {"input": {"turn_detection": None}}},
     ) as call:
-        call.send({"type": "response.create",
-                   "response": {"instructions": f"{SAY_EXACTLY_PREFIX} {LONG}"}})
-        await wait_for(validator, "response.output_audio_transcript.delta", 3)
-        cancel_id = call.send({"type": "response.cancel"})
+        reply = call.say(LONG)
+        await wait_for(validator, "output_audio_buffer.started")
+        await wait_for(validator, "response.done")  # generated; the audio plays on
+        await asyncio.sleep(0.6 / SPEED)
+        assert call.assistant_speaking and not call.response_active
+        call.interrupt()
         cleared = await wait_for(validator, "output_audio_buffer.cleared")
-        call.send({"type": "response.cancel", "event_id": "evt_again"})
+        turn = await reply.wait(10)
+        call.send({"type": "response.cancel", "event_id": "evt_late"})
         error = await wait_for(validator, "error")
         assert not call.assistant_speaking
-    done = received(validator, "response.done")[0]["response"]
-    assert done["status"] == "cancelled"
-    assert done["status_details"]["reason"] == "client_cancelled"
-    assert cleared["response_id"] == done["id"]
-    heard = done["output"][0]["content"][0]["transcript"]
-    assert 3 <= len(heard.split()) < len(LONG.split()) and LONG.startswith(heard)
+        server_item = server.calls[call.call_id].session.items[turn.item_id]
+    dones = received(validator, "response.done")
+    assert len(dones) == 1 and dones[0]["response"]["status"] == "completed"
+    assert cleared["response_id"] == dones[0]["response"]["id"]
+    assert turn is not None and turn.status == "cancelled" and turn.generated_text == LONG
+    assert 0 < len(turn.text) < len(LONG) and LONG.startswith(turn.text)
+    assert turn.audio_ms is not None and 0 < turn.audio_ms < 10_000
+    assert server_item["content"][0]["transcript"] is None  # truncated server-side
     inbound = [e["type"] for d, e in validator.seen if d == "in"]
-    assert inbound.index("response.done") < inbound.index("output_audio_buffer.cleared")
     assert "output_audio_buffer.stopped" not in inbound
-    assert error["error"]["code"] == "response_cancel_not_active"
-    assert error["error"]["event_id"] == "evt_again" != cancel_id
+    assert (error["error"]["code"], error["error"]["event_id"]) == (
+        "response_cancel_not_active", "evt_late")
     validator.assert_valid()
 
 
@@ -122,7 +129,7 @@ async def test_text_turn_over_the_data_channel(server, validator) -> None:
         async def collect() -> None:
             async for event in events:
                 collected.append(event.type)
-                if event.type == "response.done":
+                if event.type == "rate_limits.updated":
                     return
 
         reader = asyncio.ensure_future(collect())
@@ -134,10 +141,10 @@ async def test_text_turn_over_the_data_channel(server, validator) -> None:
     turn = collected[collected.index("conversation.item.added"):]  # after session.created
     assert deltas and turn == [
         "conversation.item.added", "conversation.item.done", "response.created",
-        "rate_limits.updated", "response.output_item.added", "conversation.item.added",
+        "response.output_item.added", "conversation.item.added",
         "response.content_part.added", *deltas, "response.output_text.done",
         "response.content_part.done", "response.output_item.done", "conversation.item.done",
-        "response.done"]
+        "response.done", "rate_limits.updated"]
     assert [(t.role, t.text) for t in call.turns_so_far] == [
         ("user", "what time is it"), ("assistant", "You said: what time is it.")]
     validator.assert_valid()

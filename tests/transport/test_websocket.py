@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
 
 from livetalk.audio.clock import ManualClock
+from livetalk.audio.codec import EventAudioCodec
 from livetalk.audio.sources import ArraySource
 from livetalk.errors import (
     APIStatusError,
@@ -26,7 +26,6 @@ from livetalk.errors import (
     RateLimitError,
     SignalingError,
 )
-from livetalk.audio.codec import EventAudioCodec
 from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.transport.websocket import (
     WebSocketTransport,

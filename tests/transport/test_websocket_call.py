@@ -14,7 +14,7 @@ from aiohttp import web
 import livetalk
 from livetalk.audio.sinks import BufferSink
 from livetalk.audio.sources import FileSource, SilenceSource, concat
-from livetalk.errors import AuthenticationError, NotFoundError, SignalingError
+from livetalk.errors import AuthenticationError, BadRequestError, NotFoundError, SignalingError
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 from livetalk.server.app import LocalServer
 from tests.conftest import DATA
@@ -50,9 +50,14 @@ async def test_demo_over_websocket_gives_the_webrtc_turns(server, validator) -> 
         sent_ms = call._transport.sent_ms
     await collector
     user = [t.text for t in turns if t.role == "user"]
-    assistant = [t.text for t in turns if t.role == "assistant"]
+    assistant = [t for t in turns if t.role == "assistant"]
     assert user == DEMO_USER
-    assert assistant == [f"You said: {t}." for t in DEMO_USER]
+    assert [t.generated_text for t in assistant] == [f"You said: {t}." for t in DEMO_USER]
+    # fed at 8x, the next question may start while a reply still plays (by the client's
+    # playout clock): that reply is then cut where it was, with the words heard
+    for turn in assistant:
+        assert turn.generated_text is not None and turn.generated_text.startswith(turn.text)
+        assert turn.status == ("completed" if turn.text == turn.generated_text else "cancelled")
     assert [t.role for t in turns] == ["user", "assistant"] * 3
     assert 14_000 <= sent_ms <= 15_500  # 13.7 s of speech + 1.2 s of silence, all sent
     audio = reply.array()
@@ -65,31 +70,32 @@ async def test_demo_over_websocket_gives_the_webrtc_turns(server, validator) -> 
     validator.assert_valid()
 
 
-async def test_truncate_at_played_position_cuts_the_reply(server, validator) -> None:
+async def test_interrupt_truncates_at_the_played_position(server, validator) -> None:
+    """Over WebSocket the client plays the deltas, so it cuts a reply where its playout is:
+    an integer position within the audio received, which the server accepts; the turn is
+    cancelled with the text heard (issue 11 item 2)."""
     async with livetalk.connect(base_url=server.base_url, api_key=KEY, transport="websocket",
                                 session=SessionConfig(turn_detection=None),
                                 event_log=validator) as call:
-        transport = call._transport
-        assert transport.truncation() is None  # no audio yet: nothing to truncate
-        call.say("one two three four five six seven eight")
-        await call.wait_for_turns(1, role="assistant", timeout=15)
-        item_id = transport.audio_item_id
-        received = transport.received_ms(item_id)
-        assert received > 1000
-        # played past the end: clamped to what arrived, which the server must accept
-        over = transport.truncation(played_ms=received + 5000)
-        assert over is not None and over["audio_end_ms"] == int(received)
-        truncated = asyncio.ensure_future(_next_event(call, "conversation.item.truncated"))
-        call.send(over)
-        assert (await asyncio.wait_for(truncated, 10)).audio_end_ms == int(received)
-        # cut in the middle: an integer position, accepted as is
-        event = transport.truncation(played_ms=received / 2 + 0.7)
-        assert event is not None and isinstance(event["audio_end_ms"], int)
-        truncated = asyncio.ensure_future(_next_event(call, "conversation.item.truncated",
-                                                      after=1))
-        call.send(event)
-        got = await asyncio.wait_for(truncated, 10)
-        assert got.audio_end_ms == int(received / 2 + 0.7)
+        call.interrupt()  # nothing plays yet: nothing to truncate, nothing sent but no error
+        text = "one two three four five six seven eight nine ten eleven twelve"
+        reply = call.say(text)
+        await _next_event(call, "response.done")  # generated: all audio received, now playing
+        call.interrupt(played_ms=1000.7)
+        truncated = await asyncio.wait_for(_next_event(call, "conversation.item.truncated"), 10)
+        assert truncated.audio_end_ms == 1000
+        turn = await reply.wait(10)
+        assert turn is not None and turn.status == "cancelled"
+        assert turn.audio_ms == 1000 and turn.generated_text == text
+        assert text.startswith(turn.text) and 0 < len(turn.text) < len(text)
+        # a position past what was received is clamped to it
+        second = call.say("thirteen fourteen fifteen")
+        await _next_event(call, "response.done", after=1)
+        call.interrupt(played_ms=1e9)
+        got = await asyncio.wait_for(_next_event(call, "conversation.item.truncated", after=1),
+                                     10)
+        cut = await second.wait(10)
+        assert cut is not None and got.audio_end_ms == int(cut.audio_ms or 0) > 0
     assert not call.errors  # both truncations were accepted by the server
     validator.assert_valid()
 
@@ -104,14 +110,32 @@ async def _next_event(call: Any, type_: str, *, after: int = 0) -> Any:
     raise AssertionError(f"no {type_}")
 
 
-async def test_bad_key_is_refused_with_the_servers_message(server) -> None:
+async def test_bad_key_is_refused_at_once_with_the_servers_message(server) -> None:
+    """The API accepts the upgrade, sends one error event and closes with 3000: the client
+    raises the typed error at once instead of waiting for its connect timeout (item 1)."""
+    started = asyncio.get_running_loop().time()
     with pytest.raises(AuthenticationError) as info:
-        await livetalk.connect(base_url=server.base_url, api_key="bad-key-123",
-                               transport="websocket")
-    assert info.value.status == 401
-    assert info.value.code == "invalid_api_key"
-    assert info.value.message == "Incorrect API key provided."
-    assert "bad-key-123" not in str(info.value)
+        await livetalk.connect(base_url=server.base_url, api_key="bad-key-123456",
+                               transport="websocket", connect_timeout=10)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert info.value.status is None and info.value.code == "invalid_api_key"
+    assert info.value.message.startswith("Incorrect API key provided")
+    assert "bad-key-123456" not in str(info.value)
+
+
+@pytest.mark.parametrize(("query", "code", "cls"), [
+    ("?model=gpt-nonsense", "invalid_model", BadRequestError),
+    ("", "missing_model", BadRequestError),
+])
+async def test_shape_refusals_are_bad_requests(server, query: str, code: str, cls: type) -> None:
+    from livetalk.transport.websocket import WebSocketTransport
+
+    transport = WebSocketTransport(base_url=server.base_url, api_key=KEY)
+    transport.url = transport.url.split("?")[0] + query
+    with pytest.raises(cls) as info:
+        await livetalk.connect(base_url=server.base_url, api_key=KEY, transport=transport,
+                               connect_timeout=10)
+    assert info.value.code == code
 
 
 async def test_unknown_call_id_is_not_found(server) -> None:
