@@ -251,15 +251,19 @@ class WebSocketReplay:
         recording: what to play.
         awaited: client event types to wait for where the recording shows them.
         speed: recorded gaps are multiplied by this (and capped at 50 ms).
+        calls_answer: an SDP answer for ``POST /v1/realtime/calls`` (201), so that a WebRTC
+            attempt gets that far before failing (for ``transport="auto"``); None: no route.
 
     Use ``async with WebSocketReplay(rec) as peer:`` and connect to :attr:`base_url`.
     """
 
     def __init__(self, recording: Recording, *, awaited: frozenset[str] = DEFAULT_AWAITED,
-                 speed: float = 0.1) -> None:
+                 speed: float = 0.1, calls_answer: str | None = None) -> None:
         self.recording = recording
         self.awaited = awaited
         self.speed = speed
+        self.calls_answer = calls_answer
+        self.calls_posted = 0
         self.port = 0
         self.handshakes: list[dict[str, Any]] = []
         self.players: list[_Player] = []
@@ -278,6 +282,8 @@ class WebSocketReplay:
     async def __aenter__(self) -> WebSocketReplay:
         app = web.Application()
         app.router.add_get("/v1/realtime", self._socket)
+        if self.calls_answer is not None:
+            app.router.add_post("/v1/realtime/calls", self._calls)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -291,6 +297,13 @@ class WebSocketReplay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _calls(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.calls_posted += 1
+        return web.Response(status=201, text=self.calls_answer, content_type="application/sdp",
+                            headers={"Location": "/v1/realtime/calls/rtc_u1_" +
+                                     secrets.token_hex(16)})
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         auth = request.headers.get("Authorization")
@@ -533,3 +546,99 @@ class WebRTCReplay:
     async def _hangup(self, request: web.Request) -> web.Response:
         self.hangups.append(request.match_info["call_id"])
         return web.Response(status=200)
+
+
+# --------------------------------------------------------------------------- client side
+@dataclass
+class ClientRun:
+    """What a server answered when a recording's client frames were played to it."""
+
+    events: list[dict[str, Any]]
+    subprotocol: str | None
+    close_code: int | None
+    close_reason: str | None
+    status: int | None  # the HTTP status when the upgrade itself was refused
+
+
+def collapse(types: Iterable[str]) -> list[str]:
+    """Event types with runs of the same delta type collapsed to one entry."""
+    out: list[str] = []
+    for kind in types:
+        if out and kind == out[-1] and kind.endswith(".delta"):
+            continue
+        out.append(kind)
+    return out
+
+
+async def play_client(url: str, recording: Recording, *, headers: dict[str, str] | None = None,
+                      subprotocols: list[str] | None = None, quiet_s: float = 1.0,
+                      wait_s: float = _WAIT_S) -> ClientRun:
+    """Play a recording's client frames to a real server and collect what it answers.
+
+    Before each client frame, wait (bounded) until the server has sent as many events of the
+    type that preceded this frame in the recording as it had then; after the last frame, wait
+    until the server is quiet for ``quiet_s``. Elided audio appends are sent as silence.
+    """
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    events: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+    try:
+        ws = await ws_connect(url, additional_headers=headers or {},
+                              subprotocols=subprotocols,  # type: ignore[arg-type]
+                              max_size=None, open_timeout=wait_s)
+    except InvalidStatus as exc:
+        return ClientRun([], None, None, None, exc.response.status_code)
+
+    async def reader() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                events.append(json.loads(message))
+                arrived.set()
+
+    task = asyncio.ensure_future(reader())
+
+    async def wait_for_count(kind: str, count: int, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while sum(e.get("type") == kind for e in events) < count and not task.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), remaining)
+
+    seen: dict[str, int] = {}
+    last: str | None = None
+    try:
+        for frame in recording.frames:
+            if frame.dir == "in":
+                if frame.event is not None:
+                    last = frame.event["type"]
+                    seen[last] = seen.get(last, 0) + 1
+                continue
+            if last is not None:
+                await wait_for_count(last, seen[last], wait_s)
+            if task.done():
+                break
+            if frame.event is not None:
+                await ws.send(json.dumps(frame.event))
+            elif frame.raw is not None:
+                await ws.send(frame.raw)
+            elif frame.binary_bytes is not None:
+                await ws.send(bytes(frame.binary_bytes))
+            elif "append_frames" in frame.other:
+                chunk = {"type": "input_audio_buffer.append",
+                         "audio": "A" * (frame.other["bytes_each"] * 4 // 3)}
+                for _ in range(int(frame.other["append_frames"])):
+                    await ws.send(json.dumps(chunk))
+        while not task.done():
+            count = len(events)
+            await asyncio.sleep(quiet_s)
+            if len(events) == count:
+                break
+    finally:
+        await ws.close()
+        await asyncio.gather(task, return_exceptions=True)
+    return ClientRun(events, ws.subprotocol, ws.close_code, ws.close_reason, None)
