@@ -72,6 +72,8 @@ class Frame:
     gap: str | None = None
     gate: str | None = None
     other: dict[str, Any] = field(default_factory=dict)
+    #: scripted client frames only: the server event answering the client's event
+    reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     @classmethod
     def from_line(cls, data: dict[str, Any]) -> Frame:
@@ -88,9 +90,11 @@ def server(event: dict[str, Any], t_ms: float | None = None) -> Frame:
     return Frame("in", t_ms, event=event)
 
 
-def client(event: dict[str, Any], t_ms: float | None = None) -> Frame:
-    """A scripted client frame (the replay waits for an event of its type)."""
-    return Frame("out", t_ms, event=event)
+def client(event: dict[str, Any], t_ms: float | None = None,
+           reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Frame:
+    """A scripted client frame: the replay waits for an event of its type, then plays
+    ``reply(the client's event)`` if given."""
+    return Frame("out", t_ms, event=event, reply=reply)
 
 
 def gate(name: str) -> Frame:
@@ -190,19 +194,27 @@ class _Player:
     def client_types(self) -> list[str]:
         return [m.get("type", "?") for m in self.received if isinstance(m, dict)]
 
-    async def _await_client(self, type_: str) -> None:
+    async def _await_client(self, type_: str) -> dict[str, Any] | None:
         deadline = time.monotonic() + _WAIT_S
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.mismatches.append(f"the client never sent {type_}")
-                return
+                return None
             try:
                 message = await asyncio.wait_for(self._inbox.get(), remaining)
             except TimeoutError:
                 continue
             if isinstance(message, dict) and message.get("type") == type_:
-                return
+                return message
+
+    async def _send(self, send: Callable[[str], Any], event: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+        self.sent.append(event)
+        result = send(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+        if asyncio.iscoroutine(result):
+            await result
 
     async def play(self, send: Callable[[str], Any],
                    close: Callable[[int, str], Any]) -> None:
@@ -217,8 +229,11 @@ class _Player:
                         await asyncio.wait_for(waiter.wait(), _WAIT_S)
                     continue
                 if frame.dir == "out":
-                    if frame.event is not None and frame.event.get("type") in self.awaited:
-                        await self._await_client(frame.event["type"])
+                    if frame.event is not None and (frame.event.get("type") in self.awaited
+                                                    or frame.reply is not None):
+                        got = await self._await_client(frame.event["type"])
+                        if got is not None and frame.reply is not None:
+                            await self._send(send, frame.reply(got))
                     previous = None
                     continue
                 if frame.t_ms is not None and previous is not None:
@@ -232,13 +247,7 @@ class _Player:
                         return
                     continue  # a client-initiated close: leave the socket to the client
                 if frame.event is not None:
-                    if self.on_event is not None:
-                        self.on_event(frame.event)
-                    self.sent.append(frame.event)
-                    result = send(json.dumps(frame.event, separators=(",", ":"),
-                                             ensure_ascii=False))
-                    if asyncio.iscoroutine(result):
-                        await result
+                    await self._send(send, frame.event)
         finally:
             self.finished.set()
 

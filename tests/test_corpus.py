@@ -403,15 +403,16 @@ async def test_webrtc_error_before_session_created_fails_the_connect() -> None:
 
 
 # =========================================================================== item 2: barge-in
-def _story_turn_with_playback(end: list[Frame]) -> Recording:
-    """Composed WebRTC scenario: the recorded first SIP turn, completed as documented.
+def _story_turn_with_playback(end: list[Frame], *, webrtc: bool = True) -> Recording:
+    """Composed scenario: the recorded first SIP turn, completed as documented.
 
     Recorded (verbatim): session.created/updated, the user turn, response.created,
-    output_item.added, content_part.added, the first delta and content_part.done. Added, with
-    the documented WebRTC shapes (hex-style ids for output_audio_buffer.*):
-    ``output_audio_buffer.started`` after content_part.added, the remaining done events and
-    ``response.done`` (completed) built from content_part.done, then a gate while the audio
-    plays, then ``end``.
+    output_item.added, content_part.added, the first delta and content_part.done. Added, in
+    the documented shapes: over WebRTC ``output_audio_buffer.started`` after
+    content_part.added (hex-style id); over WebSocket 3 s of reply audio as
+    ``response.output_audio.delta`` (a 24 kHz tone, 100 ms per delta); then the remaining
+    done events and ``response.done`` (completed) built from content_part.done, then a gate
+    while the audio plays, then ``end``.
     """
     rec = load_recording(SIP)
     frames: list[Frame] = []
@@ -420,16 +421,23 @@ def _story_turn_with_playback(end: list[Frame]) -> Recording:
     transcript = done["part"]["transcript"]
     item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
             "content": [{"type": "output_audio", "transcript": transcript}]}
+    base = {"event_id": "event_scripted", "response_id": rid, "output_index": 0}
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(2400) / 24000)).astype("<i2")
     for frame in rec.frames:
         if frame.gap is not None:
             continue
         frames.append(frame)
         kind = frame.event["type"] if frame.event else None
         if kind == "response.content_part.added":
-            frames.append(server({"type": "output_audio_buffer.started",
-                                  "event_id": "1f0a2b3c4d5e6f70", "response_id": rid}))
+            if webrtc:
+                frames.append(server({"type": "output_audio_buffer.started",
+                                      "event_id": "1f0a2b3c4d5e6f70", "response_id": rid}))
+            else:
+                frames += [server({"type": "response.output_audio.delta", **base,
+                                   "item_id": item_id, "content_index": 0,
+                                   "delta": base64.b64encode(tone.tobytes()).decode()})
+                           for _ in range(30)]
         if kind == "response.content_part.done":
-            base = {"event_id": "event_scripted", "response_id": rid, "output_index": 0}
             frames += [
                 server({"type": "response.output_audio.done", **base, "item_id": item_id,
                         "content_index": 0}),
@@ -486,6 +494,42 @@ async def test_barge_in_after_response_done_cancels_the_reply(how: str) -> None:
     played_ms = peer.call.track.tone_frames * 20
     assert reply.status is TurnStatus.CANCELLED
     assert reply.audio_ms is not None and 0 < reply.audio_ms <= played_ms + 200
+    assert transcript.startswith(reply.text) and len(reply.text) < len(transcript)
+
+
+def _truncated(truncate: dict[str, Any]) -> dict[str, Any]:
+    """The documented answer to ``conversation.item.truncate``."""
+    return {"type": "conversation.item.truncated", "event_id": "event_scripted",
+            "item_id": truncate["item_id"], "content_index": truncate["content_index"],
+            "audio_end_ms": truncate["audio_end_ms"]}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 11 item 2: over WebSocket the reply is released "
+                   "as completed at response.done, before the client has played it")
+async def test_websocket_interrupt_after_response_done_cancels_the_reply() -> None:
+    """Composed: 3 s of reply audio arrive at once, the user interrupts 1 s into playout."""
+    scenario = _story_turn_with_playback(
+        [client({"type": "conversation.item.truncate"}, reply=_truncated)], webrtc=False)
+    transcript = scenario.of_type("response.content_part.done")[0]["part"]["transcript"]
+    async with WebSocketReplay(scenario) as peer:
+        call = await _connect_ws(peer, session={"instructions": SIP_INSTRUCTIONS})
+        async with call:
+            deadline = time.monotonic() + 10
+            while not any(e.get("type") == "response.done" for e in peer.player.sent):
+                assert time.monotonic() < deadline, "the scenario did not reach response.done"
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(1.0)
+            assert [t.role for t in call.turns_so_far] == [Role.USER], \
+                "the reply was released before the client played it"
+            call.interrupt()
+            peer.player.open_gate("playing")
+            (reply,) = await call.wait_for_turns(1, role="assistant", timeout=10)
+    truncate = next(m for m in peer.player.received
+                    if isinstance(m, dict) and m.get("type") == "conversation.item.truncate")
+    assert 500 < truncate["audio_end_ms"] < 3000
+    assert reply.status is TurnStatus.CANCELLED
+    assert reply.audio_ms == truncate["audio_end_ms"]
     assert transcript.startswith(reply.text) and len(reply.text) < len(transcript)
 
 
