@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast bench bench-more lint clean
+.PHONY: demo test test-fast test-realapi bench bench-more lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,11 +18,16 @@ demo: $(STAMP)
 	$(BIN)/python -m livetalk demo --out demo-reply.wav
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not realapi"
 
 # the unit tests only (no real calls): seconds
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not realapi"
+
+# smoke tests against the real OpenAI API (needs OPENAI_API_KEY; costs a few cents; see
+# docs/fidelity.md). Never part of `make test`.
+test-realapi: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m realapi tests/realapi
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
