@@ -87,12 +87,15 @@ __all__ = [
     "mask_secrets",
 ]
 
-_SECRET = re.compile(r"\b(sk|ek|rk)[-_][A-Za-z0-9_\-*]{4,}")
+_SECRET = re.compile(r"\b(sk|ek|rk)[-_][A-Za-z0-9_\-*.\u2026]{3,}")
+_MASKED_FRAGMENT = re.compile(r"\*{2,}[.\u2026]*[A-Za-z0-9_\-]{1,12}")
 
 
 def mask_secrets(text: str) -> str:
-    """Replace anything shaped like an API key or client secret by ``<prefix>-***``."""
-    return _SECRET.sub(lambda m: f"{m.group(1)}-***", text)
+    """Replace anything shaped like an API key or client secret by ``<prefix>-***``, and the
+    visible ends of keys a server already masked (``sk-...****abcd``) by ``***``."""
+    text = _SECRET.sub(lambda m: f"{m.group(1)}-***", text)
+    return _MASKED_FRAGMENT.sub("***", text)
 
 
 class LivetalkError(Exception):

@@ -286,8 +286,8 @@ class ClientSession:
                 self.errors.append(event)
                 outputs.extend(self._on_error(event))
             case ResponseCreated():
-                self._auto_response_due = False
                 self._bind(event)
+                self._auto_response_due = False
             case InputAudioBufferSpeechStarted():
                 self._barge_in_client_playout()
             case InputAudioBufferCommitted():
@@ -366,14 +366,12 @@ class ClientSession:
         reply = self._inflight
         if reply is None:
             return
-        if tag == reply.id or (tag is None and not self._server_may_respond()):
+        # Ours when tagged so; untagged (a server that does not echo metadata), ours unless
+        # the server owes a committed turn its own automatic response right now.
+        if tag == reply.id or (tag is None and not self._auto_response_due):
             reply.response_id = response_id
             self._by_response[response_id] = reply
             self._inflight = None
-
-    def _server_may_respond(self) -> bool:
-        td = self.turn_detection
-        return td is not None and bool(td.get("create_response", True))
 
     def _route(self, updates: Sequence[Update], outputs: list[Output]) -> None:
         for update in updates:

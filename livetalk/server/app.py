@@ -536,7 +536,7 @@ class LocalServer:
             event = {"type": "error", "event_id": "event_" + secrets.token_hex(10),
                      "error": error}
             await ws.send_str(json.dumps(event, separators=(",", ":")))
-            reason = f"invalid_request_error.{refusal.code or 'unauthorized'}"
+            reason = "invalid_request_error" + (f".{refusal.code}" if refusal.code else "")
             await ws.close(code=refusal.close_code, message=reason.encode())
             return ws
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()

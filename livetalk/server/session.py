@@ -931,10 +931,15 @@ class ServerSession:
         self.emit("response.content_part.done", **ids, part=part)
         item["content"] = [content]
         item["status"] = status
-        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=item)
+        self._item_done(resp, item)
+
+    def _item_done(self, resp: _Response, item: dict[str, Any]) -> None:
+        """The item is final: ``conversation.item.done`` then ``response.output_item.done``
+        (the order of real traffic)."""
         if not self._out_of_band(resp):
             self.emit("conversation.item.done", item=item,
                       previous_item_id=self._previous_of(item["id"]))
+        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=item)
 
     def _function_call(self, resp: _Response, reply: ToolCallReply) -> None:
         call_id = _new_id("call_")
@@ -952,10 +957,7 @@ class ServerSession:
             self.emit("response.function_call_arguments.delta", **ids, delta=args[i:i + step])
         self.emit("response.function_call_arguments.done", **ids, name=reply.name, arguments=args)
         item.update(arguments=args, status="completed")
-        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=item)
-        if not self._out_of_band(resp):
-            self.emit("conversation.item.done", item=item,
-                      previous_item_id=self._previous_of(item["id"]))
+        self._item_done(resp, item)
 
     def _usage(self, resp: _Response) -> dict[str, Any]:
         own = {item["id"] for item in resp.output}

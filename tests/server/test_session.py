@@ -194,7 +194,7 @@ GENERATED_AUDIO = [
     "conversation.item.added", "response.content_part.added", "output_audio_buffer.started",
     "response.output_audio_transcript.delta*", "response.output_audio.done",
     "response.output_audio_transcript.done", "response.content_part.done",
-    "response.output_item.done", "conversation.item.done", "response.done",
+    "conversation.item.done", "response.output_item.done", "response.done",
     "rate_limits.updated",
 ]
 # the order of real traffic: generation ends (response.done, then rate_limits.updated) while the
@@ -362,8 +362,8 @@ async def test_text_turn_follows_section_11_6(make: MakeHarness) -> None:
     assert collapse(h.types(3)) == [
         "response.created", "response.output_item.added",
         "conversation.item.added", "response.content_part.added", "response.output_text.delta*",
-        "response.output_text.done", "response.content_part.done", "response.output_item.done",
-        "conversation.item.done", "response.done", "rate_limits.updated"]
+        "response.output_text.done", "response.content_part.done", "conversation.item.done",
+        "response.output_item.done", "response.done", "rate_limits.updated"]
     assert all(isinstance(d.get("obfuscation"), str) for d in h.of("response.output_text.delta"))
     added = h.one("response.output_item.added")["item"]
     assert added["status"] == "in_progress" and added["content"] == []
@@ -389,8 +389,8 @@ async def test_function_call_follows_section_11_3_then_uses_the_output(
     assert collapse(h.types(3)) == [
         "response.created", "response.output_item.added",
         "conversation.item.added", "response.function_call_arguments.delta*",
-        "response.function_call_arguments.done", "response.output_item.done",
-        "conversation.item.done", "response.done", "rate_limits.updated"]
+        "response.function_call_arguments.done", "conversation.item.done",
+        "response.output_item.done", "response.done", "rate_limits.updated"]
     call = h.one("response.function_call_arguments.done")
     assert (call["name"], json.loads(call["arguments"])) == ("get_weather", {"city": "Paris"})
     added = h.one("response.output_item.added")["item"]
@@ -447,7 +447,7 @@ async def test_response_cancel_during_generation_cuts_it(make: MakeHarness) -> N
     voice.gate.set()
     assert h.types(mark) == [
         "response.output_audio.done", "response.output_audio_transcript.done",
-        "response.content_part.done", "response.output_item.done", "conversation.item.done",
+        "response.content_part.done", "conversation.item.done", "response.output_item.done",
         "response.done", "rate_limits.updated"]  # no audio had started: no cleared
     done = h.one("response.done")["response"]
     assert done["status"] == "cancelled"
@@ -565,7 +565,7 @@ async def test_barge_in_during_generation_cancels_then_clears(
     assert h.types(mark)[:9] == [
         "input_audio_buffer.speech_started", "response.output_audio.done",
         "response.output_audio_transcript.done", "response.content_part.done",
-        "response.output_item.done", "conversation.item.done", "response.done",
+        "conversation.item.done", "response.output_item.done", "response.done",
         "rate_limits.updated", "input_audio_buffer.speech_stopped"]
     cut = h.of("response.done")[0]["response"]
     assert cut["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
@@ -707,7 +707,7 @@ async def test_websocket_mode_sends_audio_deltas_and_no_buffer_events(make: Make
         "response.created", "response.output_item.added",
         "conversation.item.added", "response.content_part.added", "response.output_audio.done",
         "response.output_audio_transcript.done", "response.content_part.done",
-        "response.output_item.done", "conversation.item.done", "response.done",
+        "conversation.item.done", "response.output_item.done", "response.done",
         "rate_limits.updated"]
     pcm = b"".join(base64.b64decode(d["delta"]) for d in h.of("response.output_audio.delta"))
     samples = np.frombuffer(pcm, dtype="<i2")

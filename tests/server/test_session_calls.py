@@ -143,7 +143,7 @@ async def test_text_turn_over_the_data_channel(server, validator) -> None:
         "conversation.item.added", "conversation.item.done", "response.created",
         "response.output_item.added", "conversation.item.added",
         "response.content_part.added", *deltas, "response.output_text.done",
-        "response.content_part.done", "response.output_item.done", "conversation.item.done",
+        "response.content_part.done", "conversation.item.done", "response.output_item.done",
         "response.done", "rate_limits.updated"]
     assert [(t.role, t.text) for t in call.turns_so_far] == [
         ("user", "what time is it"), ("assistant", "You said: what time is it.")]
