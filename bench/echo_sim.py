@@ -11,8 +11,8 @@ the clean components of the microphone signal.
 
 :func:`run_mode` replays the scene through one echo control and :func:`measure` scores its
 output: ERLE during assistant-only speech after the first second, convergence time, how well
-the user's speech survives double talk (spectral correlation with the clean near end), CPU per second of
-audio.
+the user's speech survives double talk (spectral correlation with the clean near end), CPU per
+second of audio.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from scipy.signal import oaconvolve
 
 from bench.rooms import EchoPath, Setup, acoustics, pink_noise, power, spectral_correlation

@@ -157,6 +157,13 @@ class AcousticEchoCanceller(EchoControl):
         noise_suppression: run the module's noise suppressor too (as browsers do).
         high_pass_filter: remove DC and rumble below ~80 Hz.
         auto_gain_control: let the module adjust the microphone level.
+        warmup_ms: until the canceller has heard this much audible playback it has not
+            converged yet, so the microphone is muted while the speaker plays (as
+            :class:`~livetalk.audio.echo.HalfDuplex` does, with a ``tail_ms`` of
+            ``warmup_tail_ms``): the first words of the first reply cannot leak out. Muted
+            frames carry comfort noise at the level the output has between replies, so the
+            far end's voice detector never sees the noise floor drop and come back.
+        warmup_tail_ms: how long the muting lasts after audible playback during warm-up.
         align_window_ms: how long each alignment measurement is remembered.
         align_step_ms: the smallest correction of the reference's position that is applied.
         audible_dbfs: playback at or below this level counts as silence (for ``playing``
@@ -179,6 +186,8 @@ class AcousticEchoCanceller(EchoControl):
         noise_suppression: bool = True,
         high_pass_filter: bool = True,
         auto_gain_control: bool = False,
+        warmup_ms: float = 1000,
+        warmup_tail_ms: float = 300,
         align_window_ms: float = 2000,
         align_step_ms: float = 8,
         audible_dbfs: float = -50.0,
@@ -190,10 +199,11 @@ class AcousticEchoCanceller(EchoControl):
                 f"echo cancellation needs a rate that is a multiple of 100 Hz (10 ms frames), "
                 f"got {self.rate}"
             )
-        if min(device_latency_ms, align_window_ms, align_step_ms) < 0:
+        durations = (device_latency_ms, warmup_ms, warmup_tail_ms, align_window_ms, align_step_ms)
+        if min(durations) < 0:
             raise ConfigError(
-                "device_latency_ms, align_window_ms and align_step_ms must be >= 0, got "
-                f"{device_latency_ms}, {align_window_ms} and {align_step_ms}"
+                "device_latency_ms, warmup_ms, warmup_tail_ms, align_window_ms and "
+                f"align_step_ms must be >= 0, got {', '.join(map(str, durations))}"
             )
         self._frame = self.rate // _FRAMES_PER_SECOND
         self._apm = rtc.AudioProcessingModule(
@@ -221,6 +231,12 @@ class AcousticEchoCanceller(EchoControl):
         self._pending: PCM = np.empty(0, dtype=np.int16)  # microphone samples short of a frame
         self._ready: collections.deque[PCM] = collections.deque()  # processed, not returned
         self._ready_samples = 0
+        self._warmup_frames = math.ceil(warmup_ms / 10)
+        self._warmup_tail = math.ceil(warmup_tail_ms / 10)
+        self._audible_frames = 0  # frames with audible reference seen so far
+        self._since_audible = self._warmup_tail  # frames since the last audible reference
+        self._idle_power = 0.0  # mean square of the output between replies (comfort noise)
+        self._noise = np.random.default_rng(0)
         self.realignments = 0
         """Times the reference was moved to follow the real speaker (underruns, drift)."""
         # meters: smoothed powers over frames with audible reference
@@ -318,7 +334,22 @@ class AcousticEchoCanceller(EchoControl):
         self._apm.process_stream(self._mic_frame)
         out = self._mic_view.copy()
         p_ref = float(np.dot(ref, ref.astype(np.float64)))
-        if p_ref > self._audible_power:
+        audible = p_ref > self._audible_power
+        if audible:
+            self._audible_frames += 1
+            self._since_audible = 0
+        else:
+            self._since_audible += 1
+        if self._since_audible >= self._warmup_tail:
+            p_out = float(np.dot(out, out.astype(np.float64))) / out.size
+            self._idle_power = p_out if not self._idle_power else (
+                self._alpha * self._idle_power + (1 - self._alpha) * p_out)
+        elif self._audible_frames <= self._warmup_frames:
+            # still converging: mute while the speaker plays, keeping the noise floor
+            self.silenced_samples += out.size
+            noise = self._noise.normal(0.0, math.sqrt(self._idle_power), out.size)
+            out = np.clip(np.rint(noise), -32768, 32767).astype(np.int16)
+        if audible:
             a = self._alpha
             self._p_ref = a * self._p_ref + (1 - a) * p_ref
             self._p_mic = a * self._p_mic + (1 - a) * float(np.dot(mic, mic.astype(np.float64)))
@@ -348,6 +379,11 @@ class AcousticEchoCanceller(EchoControl):
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int16)
 
     # ------------------------------------------------------------------ meters
+    @property
+    def converged(self) -> bool:
+        """The warm-up is over: the canceller has heard ``warmup_ms`` of playback."""
+        return self._audible_frames > self._warmup_frames
+
     @property
     def erle_db(self) -> float | None:
         """Echo return loss enhancement: microphone over output power while the speaker

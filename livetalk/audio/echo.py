@@ -265,6 +265,7 @@ class EchoControl(ABC):
         Only the echo canceller uses it (to line its reference up with the echo); the others
         cover the latency with their ``tail_ms``.
         """
+        del ms
 
     def process(self, pcm: PCM) -> PCM:
         """Return the microphone chunk to send: ``pcm``, or a copy with parts silenced.
@@ -456,11 +457,12 @@ def make_echo_control(
         _import_rtc()  # the missing extra is a ConfigError of its own, not a bad option
         cls = AcousticEchoCanceller
     else:
-        cls = {
+        classes: dict[EchoMode, Callable[..., EchoControl]] = {
             EchoMode.OFF: Passthrough,
             EchoMode.HALF_DUPLEX: HalfDuplex,
             EchoMode.GATE: EnergyGate,
-        }[chosen]
+        }
+        cls = classes[chosen]
     try:
         return cls(rate, playback_rate, **options)
     except TypeError as exc:
