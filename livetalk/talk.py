@@ -335,11 +335,11 @@ async def talk(
             display.turn(turn)
 
     async def show_echo_meter() -> None:
-        if not display.live or not hasattr(control, "erle_db"):
+        if not display.live or control.mode is not EchoMode.AEC:
             await asyncio.Future()  # nothing to show: wait to be cancelled with the others
         while True:
             await asyncio.sleep(0.5)
-            erle = _erle_text(control.erle_db)
+            erle = _erle_text(control.stats().get("erle_db"))
             display.status(f"echo -{erle}" if erle else "echo: listening")
 
     async def watch_barge_in() -> None:
