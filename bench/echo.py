@@ -145,6 +145,20 @@ def render(info: dict[str, Any], sim: list[dict[str, Any]], real: list[dict[str,
             f"| {r['setup']} | {r['rt60_s']} s | {r['mode']} | {r['erle_db']} dB | "
             f"{_fmt(r['convergence_s'])} s | {r['double_talk_corr']} ({r['double_talk_corr_in']}) "
             f"| {r['near_only_corr']} | {r['cpu_ms_per_s']} | {ratio:.1f}x | {goals} |")
+    lines += [
+        "",
+        "Why `aec` misses where it does: ERLE in the reverberant kitchen, because AEC3's linear "
+        "filter covers only the first tens of ms of the echo path (its length is not exposed by "
+        "the livekit wheel) and leaves the long tail to its suppressor, and because the "
+        "residual then sits at the background noise (20 dB under the user), which bounds what "
+        "can be measured; CPU, because the native module (AEC3 plus noise suppression) costs "
+        "13-17 ms per second of audio here, at the goal's edge and noisy on a machine this "
+        "loaded (the same scene varied by 3 ms/s between runs). `half-duplex` and `gate` have "
+        "no goals of their own; their ERLE below 60 dB is echo that outlasts their 200 ms tail "
+        "(device delay plus reverberation).",
+    ]
+    if not real:
+        lines += ["", "The end-to-end calls did not run in this pass (`--no-calls`)."]
     if real:
         lines += [
             "",
