@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast test-realapi bench bench-more lint clean
+.PHONY: demo test test-fast test-realapi bench bench-more bench-echo lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench-more: $(STAMP)
 	$(BIN)/python -m bench.vad_paths
 	$(BIN)/python -m bench.loss
 	$(BIN)/python -m bench.load_turns
+
+# the echo modes in simulated rooms, offline and over real calls (docs/performance.md, ~25 min)
+bench-echo: $(STAMP)
+	$(BIN)/python -m bench.echo
 
 lint: $(STAMP)
 	$(BIN)/ruff check livetalk tests bench examples

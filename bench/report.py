@@ -11,7 +11,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Row", "machine", "render_markdown", "render_table", "write_json"]
+__all__ = [
+    "Row",
+    "keep_sections",
+    "machine",
+    "render_markdown",
+    "render_table",
+    "replace_section",
+    "write_json",
+]
 
 
 @dataclass
@@ -244,3 +252,31 @@ make bench                                 # the full run (under 10 minutes)
 .venv/bin/python -m bench.run_all --only latency,connect
 ```
 """
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- section {name}: start -->", f"<!-- section {name}: end -->"
+
+
+def replace_section(page: str, name: str, body: str) -> str:
+    """``page`` with the section ``name`` (between its HTML-comment markers) set to ``body``;
+    appended at the end when the page has none. Other benchmarks own the rest of the page."""
+    start, end = _markers(name)
+    block = f"{start}\n{body.rstrip()}\n{end}\n"
+    if start in page and end in page:
+        head, rest = page.split(start, 1)
+        return head + block + rest.split(end, 1)[1].lstrip("\n")
+    return page.rstrip("\n") + "\n\n" + block
+
+
+def keep_sections(old_page: str, new_page: str) -> str:
+    """``new_page`` plus every marked section of ``old_page`` (``make bench`` regenerates the
+    page; the sections other benchmarks wrote stay)."""
+    marker = "<!-- section "
+    for chunk in old_page.split(marker)[1:]:
+        name, _, tail = chunk.partition(": start -->")
+        start, end = _markers(name)
+        if end in old_page and tail:
+            body = old_page.split(start, 1)[1].split(end, 1)[0].strip("\n")
+            new_page = replace_section(new_page, name, body)
+    return new_page

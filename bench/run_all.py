@@ -30,7 +30,7 @@ from typing import Any
 
 from bench import stage_costs, stages
 from bench.echo_peer import EchoPeer
-from bench.report import Row, machine, render_markdown, render_table, write_json
+from bench.report import Row, keep_sections, machine, render_markdown, render_table, write_json
 from bench.signals import MeasurementError, median
 from livetalk.server import serve
 from livetalk.server.asr import PocketSphinxTranscriber
@@ -352,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {RESULTS.relative_to(ROOT)}", end="")
     if not args.no_docs:
         DOCS.parent.mkdir(parents=True, exist_ok=True)
-        DOCS.write_text(render_markdown(info, runner.rows, runner.details, quick=args.quick))
+        old = DOCS.read_text() if DOCS.exists() else ""
+        DOCS.write_text(keep_sections(old, render_markdown(info, runner.rows, runner.details,
+                                                           quick=args.quick)))
         print(f" and {DOCS.relative_to(ROOT)}", end="")
     print(f" in {info['duration_s']:.0f} s")
     return 0

@@ -82,7 +82,8 @@ class Feed(Generic[T]):
             position = max(position, self._offset)
             while position < len(self):
                 yield self._items[position - self._offset]
-                position += 1
+                # a slow reader skips what was dropped while it held the item
+                position = max(position + 1, self._offset)
             if self._closed:
                 if self._error is not None:
                     raise self._error

@@ -4,6 +4,7 @@
 
     microphone (MicrophoneSource) -> echo control .process() -> call.send_audio()
     call.audio_chunks() -> speaker (SpeakerSink) -> echo control .on_playback()
+    the devices' reported latencies -> echo control .set_device_latency()
     call.transcript_deltas() / call.turns() -> the terminal (LiveTranscript)
     input_audio_buffer.speech_started while the assistant plays -> SpeakerSink.clear()
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from livetalk.audio.devices import DeviceInfo, MicrophoneSource, SpeakerSink, list_devices
-from livetalk.audio.echo import EchoControl, EchoMode, make_echo_control
+from livetalk.audio.echo import EchoControl, EchoMode, default_echo_mode, make_echo_control
 from livetalk.errors import AudioDeviceError, ConfigError
 from livetalk.protocol import events as ev
 from livetalk.protocol.conversation import Turn
@@ -68,6 +69,7 @@ class TalkSummary:
         barge_ins: times local playout was cleared because the user started speaking.
         echo: the echo mode used.
         mic_silenced_ms: microphone audio replaced by silence by the echo control.
+        echo_erle_db: with ``--echo aec``, the echo removed (ERLE, dB) at the end; else None.
     """
 
     call_id: str | None
@@ -80,6 +82,7 @@ class TalkSummary:
     barge_ins: int
     echo: EchoMode
     mic_silenced_ms: float
+    echo_erle_db: float | None = None
 
     @property
     def user_turns(self) -> int:
@@ -100,8 +103,15 @@ class TalkSummary:
             f"(in {u.input_tokens}, out {u.output_tokens}); mic overflows "
             f"{self.mic_overflows}; playout underruns {self.playout_underruns}; barge-ins "
             f"{self.barge_ins}; mic silenced {self.mic_silenced_ms / 1000:.1f} s "
-            f"(echo {self.echo.value})"
+            f"(echo {self.echo.value}{_erle_text(self.echo_erle_db, ', ERLE ')})"
         )
+
+
+def _erle_text(erle_db: float | None, prefix: str = "") -> str:
+    """``"{prefix}32 dB"``, or "" when there is no figure yet."""
+    if erle_db is None:
+        return ""
+    return f"{prefix}{erle_db:.0f} dB" if erle_db != float("inf") else f"{prefix}>60 dB"
 
 
 # ---------------------------------------------------------------------- the terminal
@@ -124,7 +134,21 @@ class LiveTranscript:
         self.live = out.isatty() if live is None else live
         self.width = width if width is not None else shutil.get_terminal_size().columns
         self._pending: dict[str, tuple[str, str]] = {}  # item_id -> (role, text so far)
-        self._shown: str | None = None  # the item on the live line
+        self._shown: str | None = None  # the item on the live line ("" for the status alone)
+        self._status = ""
+
+    def status(self, text: str) -> None:
+        """Show ``text`` in brackets at the start of the live line (e.g. the echo meter).
+
+        Only on a terminal; elsewhere it is ignored.
+        """
+        if not self.live or text == self._status:
+            return
+        self._status = text
+        if self._pending:
+            self._draw(next(reversed(self._pending)))
+        else:
+            self._draw_status()
 
     def delta(self, item_id: str, role: str, text: str) -> None:
         """Show a transcript delta (redrawing the live line)."""
@@ -145,11 +169,20 @@ class LiveTranscript:
         self.out.write(text + "\n")
         if self.live and self._pending:
             self._draw(next(reversed(self._pending)))
+        elif self.live and self._status:
+            self._draw_status()
         self.out.flush()
+
+    def _draw_status(self) -> None:
+        self.out.write(f"\r\x1b[K[{self._status}]")
+        self.out.flush()
+        self._shown = ""
 
     def _draw(self, item_id: str) -> None:
         role, text = self._pending[item_id]
         line = f"{role:>9}> {text}".replace("\n", " ")
+        if self._status:
+            line = f"[{self._status}] {line}"
         room = max(self.width - 1, 12)
         if len(line) > room:
             line = "…" + line[-(room - 1) :]
@@ -163,16 +196,20 @@ class LiveTranscript:
             self._shown = None
 
 
+def _looks_like_headphones(output_name: str) -> bool:
+    return any(word in output_name.lower() for word in _HEADPHONE_WORDS)
+
+
 def headphones_hint(echo: EchoMode, output_name: str) -> str | None:
     """The one-line advice printed at start, or None when headphones are in use with echo
-    control on."""
-    on_headphones = any(word in output_name.lower() for word in _HEADPHONE_WORDS)
+    control on, or the echo canceller runs."""
+    on_headphones = _looks_like_headphones(output_name)
     if echo is EchoMode.OFF:
         if on_headphones:
             return None
         return ("tip: wear headphones: with --echo off the model hears itself through the "
                 "speakers and interrupts itself (or use --echo half-duplex)")
-    if on_headphones:
+    if on_headphones or echo is EchoMode.AEC:
         return None
     if echo is EchoMode.HALF_DUPLEX:
         return ("tip: on speakers your microphone is muted while the assistant speaks; wear "
@@ -196,7 +233,8 @@ async def talk(
     model: str | None = None,
     input_device: int | str | None = None,
     output_device: int | str | None = None,
-    echo: EchoMode | str = EchoMode.HALF_DUPLEX,
+    echo: EchoMode | str | None = None,
+    headphones: bool = False,
     sd: Any = None,
     out: TextIO = sys.stdout,
     session: SessionConfig | dict[str, Any] | None = None,
@@ -218,7 +256,11 @@ async def talk(
         model: the model (default ``gpt-realtime``).
         input_device: the microphone (PortAudio index or name); None for the default.
         output_device: the speaker (PortAudio index or name); None for the default.
-        echo: the echo control (:class:`~livetalk.audio.echo.EchoMode` or its value).
+        echo: the echo control (:class:`~livetalk.audio.echo.EchoMode` or its value); None
+            picks one with :func:`~livetalk.audio.echo.default_echo_mode`: off with
+            headphones, else ``aec`` when the ``[aec]`` extra is installed, else half-duplex.
+        headphones: the user wears headphones (also assumed when the output device's name
+            says so); only used to pick the default echo mode.
         sd: the sounddevice module or a stand-in (tests); None imports it.
         out: where the transcript, the hint and the summary go.
         session: the session config; default: server VAD plus input transcription.
@@ -241,12 +283,15 @@ async def talk(
     """
     import livetalk
 
+    mic = MicrophoneSource(input_device, sd=sd)
+    speaker = SpeakerSink(output_device, sd=sd)
+    if echo is None:
+        echo = default_echo_mode(headphones or _looks_like_headphones(speaker.name))
     try:
         mode = EchoMode(echo)
     except ValueError:
-        raise ConfigError(f"echo must be one of off, half-duplex, gate; got {echo!r}") from None
-    mic = MicrophoneSource(input_device, sd=sd)
-    speaker = SpeakerSink(output_device, sd=sd)
+        choices = ", ".join(m.value for m in EchoMode)
+        raise ConfigError(f"echo must be one of {choices}; got {echo!r}") from None
     control = make_echo_control(mode, mic.rate, speaker.rate)
     display = LiveTranscript(out, live=live)
     hint = headphones_hint(mode, speaker.name)
@@ -262,8 +307,18 @@ async def talk(
     barge_ins = 0
     display.message(f"connected ({call.call_id}); speak now, Ctrl-C to stop")
 
+    latency_known = False
+
+    def sync_latency() -> None:
+        """Hand the devices' latencies to the echo control once both streams are open."""
+        nonlocal latency_known
+        if not latency_known and mic.latency_ms is not None and speaker.latency_ms is not None:
+            control.set_device_latency(mic.latency_ms + speaker.latency_ms)
+            latency_known = True
+
     async def send_microphone() -> None:
         async for chunk in mic:
+            sync_latency()
             call.send_audio(control.process(chunk), mic.rate)
 
     async def play_replies() -> None:
@@ -279,6 +334,14 @@ async def talk(
         async for turn in call.turns():
             display.turn(turn)
 
+    async def show_echo_meter() -> None:
+        if not display.live or control.mode is not EchoMode.AEC:
+            await asyncio.Future()  # nothing to show: wait to be cancelled with the others
+        while True:
+            await asyncio.sleep(0.5)
+            erle = _erle_text(control.stats().get("erle_db"))
+            display.status(f"echo -{erle}" if erle else "echo: listening")
+
     async def watch_barge_in() -> None:
         nonlocal barge_ins
         async for event in call.events():
@@ -288,7 +351,8 @@ async def talk(
                 barge_ins += 1
 
     workers = [asyncio.ensure_future(w()) for w in (
-        send_microphone, play_replies, show_deltas, show_turns, watch_barge_in)]
+        send_microphone, play_replies, show_deltas, show_turns, watch_barge_in,
+        show_echo_meter)]
     stopper = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Future())
     failure: BaseException | None = None
     try:
@@ -331,6 +395,7 @@ def _summarize(call: Any, started: float, mic: MicrophoneSource, speaker: Speake
         barge_ins=barge_ins,
         echo=control.mode,
         mic_silenced_ms=control.stats()["silenced_ms"],
+        echo_erle_db=control.stats().get("erle_db"),
     )
 
 
@@ -354,9 +419,11 @@ def add_talk_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="microphone: index or name from 'livetalk devices' (default: system's)")
     p.add_argument("--output-device", type=_device,
                    help="speaker: index or name from 'livetalk devices' (default: system's)")
-    p.add_argument("--echo", choices=[m.value for m in EchoMode],
-                   default=EchoMode.HALF_DUPLEX.value,
-                   help="echo control for speakers (default half-duplex; off with headphones)")
+    p.add_argument("--echo", choices=[m.value for m in EchoMode], default=None,
+                   help="echo control (default: aec when livetalk[aec] is installed, else "
+                   "half-duplex; off with --headphones)")
+    p.add_argument("--headphones", action="store_true",
+                   help="you wear headphones: no echo control by default (full duplex)")
     return p
 
 
@@ -392,7 +459,8 @@ async def run_talk(
         await talk(
             base_url=args.base_url, api_key=args.api_key, model=args.model,
             input_device=args.input_device, output_device=args.output_device,
-            echo=args.echo, sd=sd, out=out, stop=stop,
+            echo=args.echo, headphones=getattr(args, "headphones", False), sd=sd, out=out,
+            stop=stop,
         )
     except AudioDeviceError as exc:
         print(f"livetalk: error: {exc}", file=err)

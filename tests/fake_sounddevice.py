@@ -1,14 +1,20 @@
-"""The device-query half of a stand-in ``sounddevice`` module, shared by the device tests.
+"""Stand-in ``sounddevice`` modules, shared by the device tests and the echo benchmark.
 
 Subclass :class:`FakeDeviceTable` and add ``InputStream`` / ``OutputStream`` to get a module
 that ``livetalk.audio.devices`` accepts as ``sd=``; build its device list with :func:`device`.
+:class:`RoomSoundDevice` is a complete one: a duplex sound card on one clock with a simulated
+room between its speaker and its microphone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
 
 
 class FakePortAudioError(Exception):
@@ -71,3 +77,151 @@ class FakeDeviceTable:
 
     def check_output_settings(self, device: Any = None, **kw: Any) -> None:
         self._check(device, "output", **kw)
+
+
+# -- a duplex sound card with a simulated room between its speaker and its microphone ---------
+
+
+class RoomStream:
+    """One direction of :class:`RoomSoundDevice`: started, stopped and paced by the device."""
+
+    def __init__(self, sd: RoomSoundDevice, kind: str, samplerate: int, callback: Any,
+                 blocksize: int | None = None, **_: Any) -> None:
+        if samplerate != sd.rate:
+            raise FakePortAudioError("Invalid sample rate [PaErrorCode -9997]")
+        self.sd, self.kind, self.callback = sd, kind, callback
+        self.blocksize = blocksize or sd.tick
+        self.latency = (sd.output_latency_ms if kind == "output" else sd.input_latency_ms) / 1000
+        self.active = False
+
+    def start(self) -> None:
+        self.sd._attach(self)
+
+    def stop(self) -> None:
+        self.sd._detach(self)
+
+    def close(self) -> None:
+        self.sd._detach(self)
+
+
+class RoomSoundDevice(FakeDeviceTable):
+    """A microphone and a speaker on one clock, with a room between them.
+
+    One thread drives both streams in 20 ms ticks, paced at ``speed`` times real time: each
+    tick the output callback fills a block, the room turns it into echo (``echo``, e.g.
+    ``bench.rooms.EchoPath(...).process``, which also holds the device delay), and the
+    microphone hears that echo plus the user (what :meth:`say` queued, through ``user_ir``)
+    plus ``noise``; the input callback gets it in its block size. ``on_tick(device, played)``
+    runs on that thread after each tick (a scripted user: it may call :meth:`say`).
+
+    Args:
+        rate: the one rate both devices accept.
+        speed: the pace (2.0 = twice real time).
+        echo: the speaker-to-microphone path, called with each tick's played block.
+        user_ir: the user-to-microphone impulse response (None: straight in).
+        noise: background noise looped under everything (float samples).
+        output_latency_ms, input_latency_ms: what the streams report as ``latency``.
+        on_tick: the scripted user.
+        output_name: the speaker's device name.
+    """
+
+    def __init__(self, *, rate: int = 48000, speed: float = 1.0,
+                 echo: Callable[[np.ndarray], np.ndarray] | None = None,
+                 user_ir: np.ndarray | None = None, noise: np.ndarray | None = None,
+                 output_latency_ms: float = 10.0, input_latency_ms: float = 10.0,
+                 on_tick: Callable[[RoomSoundDevice, np.ndarray], None] | None = None,
+                 output_name: str = "speakers") -> None:
+        devices = [device(0, "mic", inputs=1, outputs=0, rate=rate),
+                   device(1, output_name, inputs=0, outputs=2, rate=rate)]
+        super().__init__(devices, default=(0, 1), rates=[rate])
+        self.rate, self.speed, self.tick = rate, speed, rate // 50
+        self.echo, self.user_ir, self.noise, self.on_tick = echo, user_ir, noise, on_tick
+        self.output_latency_ms, self.input_latency_ms = output_latency_ms, input_latency_ms
+        self.ticks = 0
+        """Ticks run so far (the device clock, in units of 20 ms)."""
+        self.played: list[np.ndarray] = []
+        self.heard: list[np.ndarray] = []
+        self.said: list[tuple[int, int]] = []
+        """``(first tick, samples)`` of each utterance :meth:`say` queued."""
+        self._near = np.zeros(0)
+        self._streams: list[RoomStream] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._mic_block = np.zeros(0)
+
+    def InputStream(self, **kwargs: Any) -> RoomStream:  # noqa: N802 - sounddevice's name
+        return RoomStream(self, "input", **kwargs)
+
+    def OutputStream(self, **kwargs: Any) -> RoomStream:  # noqa: N802 - sounddevice's name
+        return RoomStream(self, "output", **kwargs)
+
+    def say(self, pcm: np.ndarray) -> None:
+        """The user starts speaking ``pcm`` (at ``rate``) on the next tick."""
+        x = np.asarray(pcm, dtype=np.float64)
+        if self.user_ir is not None:
+            from scipy.signal import oaconvolve
+
+            x = oaconvolve(x, self.user_ir)
+        with self._lock:
+            self.said.append((self.ticks, int(pcm.size)))
+            if self._near.size < x.size:
+                self._near = np.concatenate((self._near, np.zeros(x.size - self._near.size)))
+            self._near[: x.size] += x
+
+    def _attach(self, stream: RoomStream) -> None:
+        with self._lock:
+            if stream not in self._streams:
+                self._streams.append(stream)
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="fake-room", daemon=True)
+                self._thread.start()
+
+    def _detach(self, stream: RoomStream) -> None:
+        with self._lock:
+            if stream in self._streams:
+                self._streams.remove(stream)
+            thread = self._thread if not self._streams else None
+            if thread is not None:
+                self._thread = None
+                self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        tick, out_status = self.tick, SimpleNamespace(output_underflow=False)
+        in_status = SimpleNamespace(input_overflow=False)
+        t0, n = time.monotonic(), 0
+        while not self._stop.is_set():
+            with self._lock:
+                streams = list(self._streams)
+            played = np.zeros(tick, dtype=np.int16)
+            for s in streams:
+                if s.kind == "output":
+                    out = np.zeros((tick, 1), dtype=np.int16)
+                    s.callback(out, tick, None, out_status)
+                    played = out[:, 0].copy()
+            heard = self.echo(played) if self.echo is not None else np.zeros(tick)
+            with self._lock:
+                near, self._near = self._near[:tick], self._near[tick:]
+                self.ticks += 1
+            heard = heard.copy()
+            heard[: near.size] += near
+            if self.noise is not None:
+                i = (n * tick) % (self.noise.size - tick)
+                heard += self.noise[i : i + tick]
+            self.played.append(played)
+            self.heard.append(heard)
+            for s in streams:
+                if s.kind == "input":
+                    self._mic_block = np.concatenate((self._mic_block, heard))
+                    while self._mic_block.size >= s.blocksize:
+                        block, self._mic_block = (self._mic_block[: s.blocksize],
+                                                  self._mic_block[s.blocksize :])
+                        pcm = np.clip(np.rint(block), -32768, 32767).astype(np.int16)
+                        s.callback(pcm.reshape(-1, 1), s.blocksize, None, in_status)
+            if self.on_tick is not None:
+                self.on_tick(self, played)
+            n += 1
+            self._stop.wait(max(0.0, t0 + n * tick / self.rate / self.speed - time.monotonic()))

@@ -313,6 +313,40 @@ def test_live_transcript_redraws_in_place() -> None:
     assert text.endswith("\r\x1b[Kassistant: You said: hello can you hear me.\n")
 
 
+def test_live_transcript_shows_the_echo_meter_before_the_live_line() -> None:
+    out = io.StringIO()
+    display = LiveTranscript(out, live=True, width=80)
+    display.status("echo -31 dB")
+    display.delta("item_a", "user", "hello")
+    display.status("echo -33 dB")
+    redraws = out.getvalue().split("\r\x1b[K")
+    assert redraws[1:] == ["[echo -31 dB]", "[echo -31 dB]      user> hello",
+                           "[echo -33 dB]      user> hello"]
+    quiet = io.StringIO()
+    LiveTranscript(quiet, live=False).status("echo -31 dB")  # not a terminal: nothing
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.xfail(reason="open: the local server's VAD still fires about 0.5 s into a reply "
+                   "(1-2 false triggers in 3 replies, also during warm-up muting), see issue 15",
+                   strict=False)
+async def test_talk_with_aec_in_a_simulated_room(make_server) -> None:
+    """The room of bench/echo_call.py between playout and microphone: over a few replies
+    the server never hears the assistant (no false trigger, no self-interruption) and the
+    user's barge-in is heard within the goal."""
+    from bench.echo_call import BARGE_IN_GOAL_MS, run_call
+    from bench.rooms import SETUPS
+
+    result = await run_call(make_server, SETUPS[2], EchoMode.AEC, replies=3, barge_every=2,
+                            speed=1.0, timeout_s=100)
+    assert not result.timed_out, result
+    assert result.mode == "aec" and result.replies == 3
+    assert result.false_triggers == 0, result.timeline
+    assert result.barge_ins == 1 and result.barge_ins_detected == 1, result.timeline
+    assert 0 <= result.barge_in_delays_ms[0] <= BARGE_IN_GOAL_MS
+    assert result.erle_db is not None and result.erle_db > 10
+
+
 def test_headphones_hint_choice() -> None:
     from livetalk.talk import headphones_hint
 
@@ -320,6 +354,7 @@ def test_headphones_hint_choice() -> None:
     assert headphones_hint(EchoMode.OFF, "USB Headset") is None
     assert headphones_hint(EchoMode.HALF_DUPLEX, "Sony WH-1000XM4 Headphones") is None
     assert "muted" in (headphones_hint(EchoMode.HALF_DUPLEX, "default") or "")
+    assert headphones_hint(EchoMode.AEC, "default") is None  # nothing to advise
 
 
 # -- recording ------------------------------------------------------------------------------------
@@ -372,7 +407,9 @@ def _parse(*argv: str) -> argparse.Namespace:
 def test_talk_parser() -> None:
     args = _parse("talk", "--input-device", "3", "--output-device", "USB Audio", "--echo", "gate")
     assert (args.input_device, args.output_device, args.echo) == (3, "USB Audio", "gate")
-    assert _parse("talk").echo == "half-duplex"
+    default = _parse("talk")
+    assert default.echo is None and not default.headphones  # talk() picks: aec, else half-duplex
+    assert _parse("talk", "--headphones", "--echo", "aec").headphones
 
 
 async def test_talk_without_a_device_exits_7() -> None:

@@ -154,6 +154,14 @@ def _device_name(sd: Any, device: int | str | None, kind: str) -> str:
         return ""
 
 
+def _latency_ms(stream: Any) -> float | None:
+    """The latency PortAudio reports for an open stream, in ms (None if closed or unknown)."""
+    try:
+        return float(stream.latency) * 1000 if stream is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 class MicrophoneSource(AudioSource):
     """Live audio from a sound card input, as 100 ms chunks at ``rate``.
 
@@ -199,6 +207,11 @@ class MicrophoneSource(AudioSource):
         """Times audio was lost: PortAudio input overflows plus blocks dropped from the queue."""
         self.dropped_samples = 0
         """Device-rate samples dropped because the consumer fell behind."""
+
+    @property
+    def latency_ms(self) -> float | None:
+        """The input latency PortAudio reports (None until the stream is open)."""
+        return _latency_ms(self._stream)
 
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring."""
@@ -329,6 +342,11 @@ class SpeakerSink(AudioSink):
         """Stop playing what is queued (fading out over ``fade_ms``); return the ms dropped."""
         self._resampler.flush()
         return self.buffer.clear(fade_ms)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """The output latency PortAudio reports (None until the stream is open)."""
+        return _latency_ms(self._stream)
 
     def stats(self) -> dict[str, Any]:
         """The playout buffer's counters plus PortAudio's underflows."""

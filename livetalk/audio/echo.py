@@ -11,9 +11,11 @@ there are none:
 - :class:`EnergyGate` lets the microphone through only when its level beats the level of what
   the speaker is playing by ``margin_db``: speaking up (close to the microphone) interrupts the
   assistant, quiet echo is dropped. It depends on the room and the volume; tune ``margin_db``.
+- :class:`~livetalk.audio.aec.AcousticEchoCanceller` (``EchoMode.AEC``) subtracts the echo
+  with WebRTC's echo canceller (the optional extra ``[aec]``): full duplex on speakers.
 - :class:`Passthrough` (``EchoMode.OFF``) changes nothing; use it with headphones.
 
-All three are sans-I/O and share one model of the speaker: :class:`PlaybackTimeline`. Feed every
+All of them are sans-I/O and share one model of the speaker: :class:`PlaybackTimeline`. Feed every
 chunk written to the speaker to :meth:`EchoControl.on_playback`, every microphone chunk through
 :meth:`EchoControl.process` (which returns the chunk to send), and call
 :meth:`EchoControl.on_clear` when local playout is cleared (barge-in). No clock is involved: the
@@ -46,6 +48,7 @@ __all__ = [
     "HalfDuplex",
     "Passthrough",
     "PlaybackTimeline",
+    "default_echo_mode",
     "make_echo_control",
 ]
 
@@ -62,6 +65,8 @@ class EchoMode(enum.Enum):
     """Mute the microphone while the assistant plays (:class:`HalfDuplex`)."""
     GATE = "gate"
     """Pass the microphone only when it is louder than the playback (:class:`EnergyGate`)."""
+    AEC = "aec"
+    """Cancel the echo (:class:`~livetalk.audio.aec.AcousticEchoCanceller`, extra ``[aec]``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +259,14 @@ class EchoControl(ABC):
         """Tell the processor that local playout was cleared (after ``fade_ms``)."""
         self.timeline.clear(fade_ms)
 
+    def set_device_latency(self, ms: float) -> None:
+        """Tell the processor the sound devices' output plus input latency.
+
+        Only the echo canceller uses it (to line its reference up with the echo); the others
+        cover the latency with their ``tail_ms``.
+        """
+        del ms
+
     def process(self, pcm: PCM) -> PCM:
         """Return the microphone chunk to send: ``pcm``, or a copy with parts silenced.
 
@@ -430,20 +443,44 @@ def make_echo_control(
         **options: keyword options of the processor's class (``tail_ms``, ``margin_db``...).
 
     Raises:
-        ConfigError: an unknown mode or option.
+        ConfigError: an unknown mode or option, or ``"aec"`` without the ``[aec]`` extra.
     """
     try:
         chosen = EchoMode(mode)
     except ValueError:
         choices = ", ".join(m.value for m in EchoMode)
         raise ConfigError(f"echo mode must be one of {choices}, got {mode!r}") from None
-    classes: dict[EchoMode, Callable[..., EchoControl]] = {
-        EchoMode.OFF: Passthrough,
-        EchoMode.HALF_DUPLEX: HalfDuplex,
-        EchoMode.GATE: EnergyGate,
-    }
-    cls = classes[chosen]
+    cls: Callable[..., EchoControl]
+    if chosen is EchoMode.AEC:
+        from livetalk.audio.aec import AcousticEchoCanceller, _import_rtc
+
+        _import_rtc()  # the missing extra is a ConfigError of its own, not a bad option
+        cls = AcousticEchoCanceller
+    else:
+        classes: dict[EchoMode, Callable[..., EchoControl]] = {
+            EchoMode.OFF: Passthrough,
+            EchoMode.HALF_DUPLEX: HalfDuplex,
+            EchoMode.GATE: EnergyGate,
+        }
+        cls = classes[chosen]
     try:
         return cls(rate, playback_rate, **options)
     except TypeError as exc:
         raise ConfigError(f"bad option for echo mode {chosen.value!r}: {exc}") from None
+
+
+def default_echo_mode(headphones: bool) -> EchoMode:
+    """The echo mode to use when none is chosen (``livetalk talk`` without ``--echo``).
+
+    Args:
+        headphones: the user declared headphones (or the output device is named like them).
+
+    Returns:
+        ``OFF`` with headphones (nothing to cancel, full duplex); otherwise ``AEC`` when the
+        ``[aec]`` extra is installed, else ``HALF_DUPLEX``.
+    """
+    if headphones:
+        return EchoMode.OFF
+    from livetalk.audio.aec import aec_available
+
+    return EchoMode.AEC if aec_available() else EchoMode.HALF_DUPLEX

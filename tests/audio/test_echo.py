@@ -219,8 +219,8 @@ def test_make_echo_control_modes_and_options() -> None:
     assert isinstance(make_echo_control(EchoMode.HALF_DUPLEX), HalfDuplex)
     gate = make_echo_control("gate", 16000, margin_db=3)
     assert isinstance(gate, EnergyGate) and gate.margin_db == 3 and gate.rate == 16000
-    assert [m.value for m in EchoMode] == ["off", "half-duplex", "gate"]
-    with pytest.raises(ConfigError, match="off, half-duplex, gate"):
+    assert [m.value for m in EchoMode] == ["off", "half-duplex", "gate", "aec"]
+    with pytest.raises(ConfigError, match="off, half-duplex, gate, aec"):
         make_echo_control("loud")
     with pytest.raises(ConfigError, match="bad option"):
         make_echo_control("half-duplex", margin_db=3)
