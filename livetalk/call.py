@@ -69,7 +69,7 @@ from livetalk.protocol.conversation import (
     Turn,
 )
 from livetalk.protocol.events import Usage
-from livetalk.protocol.session import SAY_EXACTLY_PREFIX, SessionConfig
+from livetalk.protocol.session import SAY_EXACTLY_PREFIX, SessionConfig, Transcription
 from livetalk.reconnect import CallNotice, Reconnect, Reconnector
 from livetalk.routing import Reply, RouteHandler, Router, StalePolicy
 from livetalk.tools import ToolHandler, ToolRunner
@@ -215,6 +215,24 @@ class Call(AsyncClosing):
             self._reconnector.schedule_recycle()
         if send_config and self._config is not None:
             await self.update_session(self._config, timeout=timeout)
+        routing = self._routing_update()
+        if routing is not None:
+            await self.update_session(routing, timeout=timeout)
+
+    def _routing_update(self) -> dict[str, Any] | None:
+        """A routed call's ``session.update``: the effective turn detection with
+        ``create_response: false`` (the host answers), and transcription on if there is none
+        (the host's agent reads the text). None when nothing needs changing."""
+        if self._router is None:
+            return None
+        audio_in: dict[str, Any] = {}
+        td = self._session.turn_detection
+        if td is not None and td.get("create_response", True):
+            audio_in["turn_detection"] = {**td, "create_response": False}
+        audio = self._session.session.get("audio") or {}
+        if (audio.get("input") or {}).get("transcription") is None:
+            audio_in["transcription"] = Transcription().to_dict()
+        return {"type": "realtime", "audio": {"input": audio_in}} if audio_in else None
 
     async def _connect_transport(self, transport: Transport, session: ClientSession,
                                  timeout: float) -> None:
@@ -382,6 +400,9 @@ class Call(AsyncClosing):
         self._attach(transport)
         if self._config is not None:
             session.update_session(self._config.to_dict())
+        routing = self._routing_update()
+        if routing is not None:
+            session.update_session(routing)
         session.replay(history)
         session.adopt_replies(replies)
         self._flush()

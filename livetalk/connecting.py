@@ -133,7 +133,9 @@ def connect(
             since packets more than a frame out of order are then dropped.
         route: the host's agent: ``route(turn)`` is called for each completed user turn and
             a returned string is spoken (see :mod:`livetalk.routing`); sets
-            ``create_response: false`` in the turn detection for you.
+            ``create_response: false`` in the turn detection for you (merged into yours, or
+            into the session's effective one), and turns input transcription on (the default
+            :class:`Transcription`) when the session has none.
         route_stale: ``"speak"`` (default) or ``"drop"``: what happens to an answer whose
             user spoke again before it was ready.
         transcript_timeout: seconds a user turn waits for its transcription before it is
@@ -164,7 +166,7 @@ def connect(
         if local_vad is not None:
             config = (config or SessionConfig()).replace(turn_detection=None)
         if route is not None:
-            config = _without_auto_response(config or SessionConfig())
+            config = _for_routing(config or SessionConfig())
         first_key = await current_key(key_source)
         in_offer = (send_session_in_offer if send_session_in_offer is not None
                     else not is_ephemeral(first_key))
@@ -276,13 +278,14 @@ def _local_vad(vad: str | LocalVAD) -> LocalVAD | None:
     raise ConfigError(f"vad must be 'server', 'local' or a LocalVAD, got {vad!r}")
 
 
-def _without_auto_response(config: SessionConfig) -> SessionConfig:
-    """The config with ``create_response: false`` merged into its turn detection."""
+def _for_routing(config: SessionConfig) -> SessionConfig:
+    """The caller's own turn detection with ``create_response: false`` merged in (the host
+    answers, not the model). Left unset, the call merges it into the session's effective
+    turn detection once connected (:meth:`Call.start`), and turns transcription on there if
+    the session has none."""
     td = config.turn_detection
-    if td is None:  # manual turns: nothing answers by itself
+    if td is None or td is UNSET:
         return config
-    if td is UNSET:
-        td = ServerVAD()
     assert isinstance(td, ServerVAD | SemanticVAD)
     return config.replace(turn_detection=td.__class__(
         **{**_fields(td), "create_response": False}))

@@ -350,12 +350,17 @@ class ClientSession:
         reply = self._inflight
         if reply is not None and reply.event_id == event_id:
             self._inflight = None
-            if event.code == _ACTIVE_RESPONSE:  # the server started one of its own: wait
-                reply.event_id = None
-                self._queue.appendleft(reply)
+        else:  # bound to a response already (an untagged one that was not ours after all)
+            reply = next((r for r in self._by_response.values() if r.event_id == event_id), None)
+            if reply is None:
                 return []
-            return [ReplyFailed(reply.id, event.to_exception())]
-        return []
+            self._by_response.pop(reply.response_id or "", None)
+            reply.response_id = None
+        if event.code == _ACTIVE_RESPONSE:  # the server started one of its own: wait
+            reply.event_id = None
+            self._queue.appendleft(reply)
+            return []
+        return [ReplyFailed(reply.id, event.to_exception())]
 
     def _bind(self, event: ResponseCreated) -> None:
         response_id = event.response_id
@@ -547,7 +552,7 @@ class ClientSession:
                 continue
             item_id = f"item_replay_{turn.index}_{wire.new_event_id('')[:8]}"
             self.conversation.mute(item_id)
-            kind = "output_text" if turn.role is Role.ASSISTANT else "input_text"
+            kind = "output_text" if turn.role == Role.ASSISTANT else "input_text"
             self.send(ConversationItemCreate(item={
                 "id": item_id, "type": "message", "role": str(turn.role),
                 "content": [{"type": kind, "text": turn.text}]}))

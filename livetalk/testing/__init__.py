@@ -28,16 +28,35 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the scenario machinery (numpy, PyAV) is imported when first used
     from livetalk.scenarios.runner import ScenarioResult
     from livetalk.scenarios.schema import Scenario
+    from livetalk.testing.memory import (
+        MemoryOutput as MemoryOutput,
+        MemoryTransport as MemoryTransport,
+        memory_session as memory_session,
+    )
 
 __all__ = [
     "TEST_API_KEY",
+    "MemoryOutput",
+    "MemoryTransport",
     "assert_scenario_passed",
     "assert_turns",
+    "memory_session",
     "run_scenario",
     "shared_synthesizer",
     "shared_transcriber",
     "speech",
 ]
+
+_MEMORY = ("MemoryOutput", "MemoryTransport", "memory_session")
+
+
+def __getattr__(name: str) -> Any:  # the in-memory transport needs numpy: loaded on use
+    if name in _MEMORY:
+        from livetalk.testing import memory
+
+        return getattr(memory, name)
+    raise AttributeError(f"module 'livetalk.testing' has no attribute {name!r}")
+
 
 TEST_API_KEY = "sk-livetalk-test"
 """The key the fixtures use; the local server accepts any ``sk-`` key by default."""
