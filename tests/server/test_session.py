@@ -790,3 +790,26 @@ async def test_out_of_band_response_stays_out_of_the_conversation(make: MakeHarn
     assert len(h.of("conversation.item.added")) == 1  # only the user's message
     assert "conversation.item.done" not in h.types(3)
     assert done["output"][0]["id"] not in h.session.order
+
+
+@pytest.mark.parametrize("fmt", ["audio/pcmu", "audio/pcma"])
+async def test_websocket_mode_speaks_and_hears_g711(make: MakeHarness, fmt: str) -> None:
+    """Audio in events follows the session's formats: 8 kHz G.711 both ways (issue 11 item 3)."""
+    from livetalk.audio.codec import EventAudioCodec
+
+    g711 = {"type": fmt}
+    h = make(output=None, audio_deltas=True, session={"type": "realtime", "audio": {
+        "input": {"format": g711, "turn_detection": None}, "output": {"format": g711}}})
+    codec = EventAudioCodec(fmt)
+    one_second = (np.sin(np.arange(8000) / 8000 * 2 * np.pi * 300) * 9000).astype(np.int16)
+    h.send("input_audio_buffer.append",
+           audio=base64.b64encode(codec.encode(one_second)).decode())
+    h.send("input_audio_buffer.commit")
+    committed = h.one("input_audio_buffer.committed")["item_id"]
+    assert h.session._audio_ms[committed] == pytest.approx(1000, abs=20)  # 1 s, not 1/3 s
+    h.send("response.create", response={"instructions": f"{SAY_EXACTLY_PREFIX} one two three"})
+    await h.wait_for("response.done")
+    data = b"".join(base64.b64decode(d["delta"]) for d in h.of("response.output_audio.delta"))
+    assert len(data) == pytest.approx(3 * WORD_MS * 8, abs=16)  # one byte per 8 kHz sample
+    decoded = EventAudioCodec(fmt).decode(data)
+    assert np.abs(decoded).max() > 4000
