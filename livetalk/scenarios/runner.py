@@ -45,6 +45,7 @@ import numpy as np
 from livetalk.audio.sources import ArraySource, FileSource, SilenceSource, concat
 from livetalk.errors import CallClosedError, LivetalkError
 from livetalk.protocol.events import Usage
+from livetalk.protocol.session import DEFAULT_MODEL, PCM_RATE as _API_RATE
 from livetalk.scenarios.pricing import DEFAULT_PRICES, PriceTable, estimate_cost
 from livetalk.scenarios.schema import Scenario, ScenarioTurn, TurnKind, normalize_text
 
@@ -60,8 +61,6 @@ __all__ = [
 
 LOUD: Final = 300
 """Peak (int16) above which a received chunk of model audio counts as heard sound."""
-_API_RATE: Final = 24000
-_DEFAULT_MODEL: Final = "gpt-realtime"
 _MANUAL_TAIL_S: Final = 0.3
 """Silence sent after a push-to-talk utterance before committing it (media seconds)."""
 _CLOSED_POLL_S: Final = 0.25
@@ -585,7 +584,7 @@ async def run_scenario(
                 info["usage"] = call.usage
     except LivetalkError as exc:
         error = exc
-    model = info.get("model") or scenario.session.model or _DEFAULT_MODEL
+    model = info.get("model") or scenario.session.model or DEFAULT_MODEL
     turns = tuple(_measure(a, rec, loud, model, prices) for a in anchors)
     return ScenarioResult(
         name=scenario.name, path=str(scenario.path) if scenario.path else None, turns=turns,

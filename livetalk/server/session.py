@@ -75,7 +75,14 @@ import numpy as np
 
 from livetalk.audio.resample import Resampler
 from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector
-from livetalk.protocol.session import SAY_EXACTLY_PREFIX
+from livetalk.errors import SessionConfigError as SessionError
+from livetalk.protocol.session import (
+    DEFAULT_MODEL,
+    SAY_EXACTLY_PREFIX,
+    default_session,
+    merge_session,
+    validate_session,
+)
 from livetalk.server.asr import Transcriber
 from livetalk.server.brain import (
     Brain,
@@ -84,7 +91,6 @@ from livetalk.server.brain import (
     SpeakReply,
     ToolCallReply,
 )
-from livetalk.server.config import SessionError, default_session, merge_session, validate_session
 from livetalk.server.tts import Synthesizer, word_timings
 
 __all__ = ["AudioOutput", "ServerSession", "SAY_EXACTLY_PREFIX"]
@@ -192,7 +198,7 @@ class ServerSession:
         realtime_factor: float = 1.0,
         audio_deltas: bool = False,
     ) -> None:
-        self.session = default_session(model or (session or {}).get("model") or "gpt-realtime")
+        self.session = default_session(model or (session or {}).get("model") or DEFAULT_MODEL)
         if session:
             self.session = merge_session(self.session, session)
         self.transcriber = transcriber
