@@ -4,13 +4,10 @@ SessionConfig's wire shape and parsing back, the server's effective session, the
 from __future__ import annotations
 
 import ast
-import inspect
-import re
 import time
 import typing
 from pathlib import Path
-from types import ModuleType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pytest
 from openai.types import responses as sdk_responses
@@ -63,6 +60,14 @@ from livetalk.protocol.session import (
     merge_session,
     validate_session,
 )
+from tests.sdk_types import (
+    DEPRECATED_MODELS,
+    EVERYTHING,
+    REALTIME_MODELS,
+    TRANSCRIPTION_MODELS,
+    hint,
+    literals,
+)
 
 SDK_CLIENT = TypeAdapter(Annotated[RealtimeClientEvent, Field(discriminator="type")])
 PACKAGE = Path(livetalk.__file__).parent
@@ -101,30 +106,6 @@ def _keys(typed_dict: Any) -> set[str]:
     return set(typed_dict.__required_keys__ | typed_dict.__optional_keys__)
 
 
-def _literals(tp: Any) -> set[str]:
-    """Every string Literal value inside a type (through Union, List, Optional ...)."""
-    if typing.get_origin(tp) is Literal:
-        return {a for a in typing.get_args(tp) if isinstance(a, str)}
-    return set().union(*(_literals(a) for a in typing.get_args(tp)))
-
-
-def _hint(typed_dict: Any, name: str) -> Any:
-    return typing.get_type_hints(typed_dict)[name]
-
-
-def _deprecated(module: ModuleType) -> set[str]:
-    """The names a module's docstrings list under "Deprecated values"."""
-    blocks = re.findall(r"Deprecated values:(.*?)Announced shutdown", inspect.getsource(module),
-                        re.S)
-    return {name for block in blocks for name in re.findall(r'"([^"]+)"', block)}
-
-
-REALTIME_MODELS = sorted(_literals(_hint(_SESSION_PARAM, "model")))
-TRANSCRIPTION_MODELS = sorted(_literals(_hint(_TRANSCRIPTION_PARAM, "model")))
-DEPRECATED_MODELS = (_deprecated(realtime_session_create_request_param)
-                     | _deprecated(audio_transcription_param))
-
-
 @pytest.mark.parametrize("name", sorted(SDK_OBJECTS))
 def test_known_fields_match_the_sdk(name: str) -> None:
     """A field the SDK gains (or drops) fails here, not as a refusal in users' hands."""
@@ -142,23 +123,23 @@ def test_read_only_fields_are_the_servers_extra_fields() -> None:
 
 
 @pytest.mark.parametrize(("ours", "theirs"), [
-    ({v.value for v in Voice}, _hint(_OUTPUT_PARAM, "voice")),
-    ({m.value for m in Modality}, _hint(_SESSION_PARAM, "output_modalities")),
-    ({e.value for e in Eagerness}, _hint(_VAD.SemanticVad, "eagerness")),
+    ({v.value for v in Voice}, hint(_OUTPUT_PARAM, "voice")),
+    ({m.value for m in Modality}, hint(_SESSION_PARAM, "output_modalities")),
+    ({e.value for e in Eagerness}, hint(_VAD.SemanticVad, "eagerness")),
     ({f.value for f in AudioFormat}, typing.Union[tuple(  # noqa: UP007
-        _hint(td, "type") for td in SDK_OBJECTS["audio.format"])]),
-    ({n.value for n in NoiseReduction}, _hint(realtime_audio_config_input_param.NoiseReduction,
+        hint(td, "type") for td in SDK_OBJECTS["audio.format"])]),
+    ({n.value for n in NoiseReduction}, hint(realtime_audio_config_input_param.NoiseReduction,
                                               "type")),
     ({t.value for t in ToolChoice}, sdk_responses.ToolChoiceOptions),
-    ({d.value for d in TranscriptionDelay}, _hint(_TRANSCRIPTION_PARAM, "delay")),
-    ({r.value for r in ReasoningEffort}, _hint(realtime_reasoning_param.RealtimeReasoningParam,
+    ({d.value for d in TranscriptionDelay}, hint(_TRANSCRIPTION_PARAM, "delay")),
+    ({r.value for r in ReasoningEffort}, hint(realtime_reasoning_param.RealtimeReasoningParam,
                                                "effort")),
-    ({i.value for i in Include}, _hint(_SESSION_PARAM, "include")),
+    ({i.value for i in Include}, hint(_SESSION_PARAM, "include")),
     ({"auto", "disabled"}, realtime_truncation_param.RealtimeTruncationParam),
-    ({"auto"}, _hint(_SESSION_PARAM, "tracing")),
+    ({"auto"}, hint(_SESSION_PARAM, "tracing")),
 ])
 def test_value_sets_match_the_sdk(ours: set[str], theirs: Any) -> None:
-    assert ours == _literals(theirs)
+    assert ours == literals(theirs)
 
 
 # ====================================================================== the models
@@ -202,48 +183,6 @@ def test_every_transcription_model_name_is_accepted(model: str) -> None:
 
 
 # ====================================================================== a full GA session
-
-# Every field the SDK describes, with valid values (a test checks it against the SDK's types).
-EVERYTHING: dict[str, Any] = {
-    "type": "realtime",
-    "model": "gpt-realtime-2.1",
-    "instructions": "Be brief.",
-    "output_modalities": ["audio"],
-    "audio": {
-        "input": {
-            "format": {"type": "audio/pcm", "rate": 24000},
-            "noise_reduction": {"type": "far_field", "strength": 0.6},
-            "transcription": {"model": "gpt-live-transcribe", "language": "en",
-                              "prompt": "weather", "delay": "low",
-                              "keywords": ["Paris", "Rome"], "languages": ["en", "fr"]},
-            "turn_detection": {"type": "server_vad", "threshold": 0.6, "prefix_padding_ms": 300,
-                               "silence_duration_ms": 500, "idle_timeout_ms": 6000,
-                               "create_response": True, "interrupt_response": True},
-        },
-        "output": {"format": {"type": "audio/pcmu"}, "voice": "cedar", "speed": 1.1},
-    },
-    "tools": [
-        {"type": "function", "name": "get_weather", "description": "Weather in a city.",
-         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
-        {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.test",
-         "authorization": "token", "headers": {"X-Team": "a"}, "server_description": "Docs.",
-         "allowed_tools": {"tool_names": ["search"], "read_only": True},
-         "allowed_callers": ["direct"], "require_approval": {"never": {"tool_names": ["search"]}},
-         "defer_loading": False},
-        {"type": "mcp", "server_label": "mail", "connector_id": "connector_gmail",
-         "require_approval": "always", "allowed_tools": ["read"]},
-    ],
-    "tool_choice": {"type": "mcp", "server_label": "docs", "name": "search"},
-    "max_output_tokens": 2048,
-    "reasoning": {"effort": "low"},
-    "parallel_tool_calls": True,
-    "prompt": {"id": "pmpt_123", "version": "2", "variables": {"city": "Paris"}},
-    "tracing": {"workflow_name": "support", "group_id": "g1", "metadata": {"tier": 1}},
-    "truncation": {"type": "retention_ratio", "retention_ratio": 0.8,
-                   "token_limits": {"post_instructions": 8000}},
-    "include": ["item.input_audio_transcription.logprobs"],
-}
-
 
 def _unknown_fields(obj: object, path: str = "") -> list[str]:
     """Dotted paths of fields the SDK models do not declare (they all allow extras)."""
@@ -916,7 +855,7 @@ def test_from_dict_refuses_invalid_values(data: Any, param: str) -> None:
     assert info.value.param == param
 
 
-def test_transcription_sessions_are_refused_with_a_hint() -> None:
+def test_transcription_sessions_are_refused_with_ahint() -> None:
     with pytest.raises(SessionConfigError, match="realtime sessions only"):
         SessionConfig.from_dict({"type": "transcription"})
 
