@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.scenarios import (
     TurnKind,
     load_scenario,
@@ -87,7 +88,7 @@ async def test_conversation_passes_fails_and_barges_in(make_server, ears, valida
     assert third.reply_status == "completed" and third.passed
     assert not result.passed
     assert result.call_id is not None and result.call_id.startswith("rtc_")
-    assert result.model == "gpt-realtime"
+    assert result.model == DEFAULT_MODEL
 
     for turn in result.turns:
         assert turn.user_item_id is not None and turn.response_id is not None
@@ -158,7 +159,7 @@ async def test_cli_writes_report_and_plot_and_exit_status(tmp_path, capsys) -> N
     assert report["options"] == {"concurrency": 2, "processes": 1, "local": True}
     assert report["latency_ms"]["reply_done"]["count"] == 2
     assert report["usage"]["output_tokens"] > 0 and report["cost_usd"] > 0
-    assert "gpt-realtime" in report["prices"]
+    assert DEFAULT_MODEL in report["prices"]
     names = [s["name"] for s in report["scenarios"]]
     assert names == ["good", "bad"]
     bad_turn = report["scenarios"][1]["turns"][0]
