@@ -1292,9 +1292,15 @@ class SessionConfig:
             _set(self, "voice", dict(self.voice))
         elif self.voice is not None:
             _set(self, "voice", _as_enum(Voice, self.voice))
-        for name in ("input_format", "output_format"):
-            if getattr(self, name) is not None:
-                _set(self, name, _format_enum(getattr(self, name)))
+        for name, direction in (("input_format", "input"), ("output_format", "output")):
+            fmt = getattr(self, name)
+            if isinstance(fmt, Mapping):  # unknown members of a format dict move to extra
+                _known, unknown = _split(fmt, KNOWN_FIELDS["audio.format"])
+                if unknown:
+                    _set(self, "extra", _deep_merge(
+                        self.extra, {"audio": {direction: {"format": unknown}}}))
+            if fmt is not None:
+                _set(self, name, _format_enum(fmt))
         if isinstance(self.noise_reduction, str):
             _set(self, "noise_reduction", NoiseReduction(self.noise_reduction))
         if self.tools is not None:

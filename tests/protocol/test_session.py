@@ -592,6 +592,11 @@ def test_dicts_are_accepted_for_the_nested_parts() -> None:
     assert config.turn_detection == SemanticVAD(eagerness=Eagerness.LOW)
     assert config.reasoning == Reasoning(effort=ReasoningEffort.MEDIUM)
     assert config.tools == (FunctionTool(name="ping"), MCP)
+    pcm = SessionConfig(output_format={"type": "audio/pcm", "rate": 24000, "channels": 1})
+    assert pcm.output_format is AudioFormat.PCM  # the unknown member is kept, not dropped
+    assert pcm.extra == {"audio": {"output": {"format": {"channels": 1}}}}
+    assert pcm.to_dict()["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 24000,
+                                                          "channels": 1}
 
 
 @pytest.mark.parametrize(
