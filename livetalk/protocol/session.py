@@ -733,7 +733,7 @@ KNOWN_FIELDS: Final[Mapping[str, frozenset[str]]] = {
 
 def validate_session(session: Any, *, strict: bool = True, param: str = "session"
                      ) -> dict[str, Any]:
-    """Check a raw GA session object; return it unchanged, or raise.
+    """Check a raw GA session object; return a copy of it, or raise.
 
     Args:
         session: the ``session`` of a ``session.update``, of the multipart ``POST
@@ -746,7 +746,7 @@ def validate_session(session: Any, *, strict: bool = True, param: str = "session
         param: the path of the object in error messages.
 
     Returns:
-        ``session`` itself, as a dict.
+        A shallow copy of ``session`` as a dict (nothing is added or removed).
 
     Raises:
         SessionConfigError: with the API's ``code`` (``unknown_parameter``,
