@@ -36,7 +36,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.signals import Recording, tone
-from livetalk.server.config import default_session
+from livetalk.protocol.session import default_session
 from livetalk.transport.ice import loopback_candidates
 
 __all__ = ["EchoPeer", "PeerCall", "encode_tone"]

@@ -32,7 +32,7 @@ def my_agent(text: str, audio: np.ndarray | None) -> str:
 
 async def main(path: str) -> None:
     config = SessionConfig(
-        transcription=Transcription(model="gpt-4o-mini-transcribe"),
+        transcription=Transcription(),
         turn_detection=ServerVAD(create_response=False, interrupt_response=False),
     )
     async with endpoint() as (base_url, api_key), livetalk.connect(

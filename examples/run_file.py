@@ -20,7 +20,7 @@ from livetalk.audio.sources import concat
 async def main(path: str, save_reply: str | None) -> None:
     config = SessionConfig(
         instructions="Answer in one short sentence.",
-        transcription=Transcription(model="gpt-4o-mini-transcribe"),
+        transcription=Transcription(),
         turn_detection=ServerVAD(silence_duration_ms=500),
     )
     async with endpoint() as (base_url, api_key), livetalk.connect(

@@ -35,10 +35,13 @@ _LAZY: dict[str, str] = {
     "mint_client_secret": "livetalk.transport.signaling",
     "FunctionTool": "livetalk.protocol.session",
     "NoiseReduction": "livetalk.protocol.session",
+    "Reasoning": "livetalk.protocol.session",
+    "ReasoningEffort": "livetalk.protocol.session",
     "SemanticVAD": "livetalk.protocol.session",
     "ServerVAD": "livetalk.protocol.session",
     "SessionConfig": "livetalk.protocol.session",
     "Transcription": "livetalk.protocol.session",
+    "TranscriptionDelay": "livetalk.protocol.session",
     "Voice": "livetalk.protocol.session",
     "FunctionCallDone": "livetalk.protocol.conversation",
     "ResponseFinished": "livetalk.protocol.conversation",
@@ -164,10 +167,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from livetalk.protocol.session import (
         FunctionTool as FunctionTool,
         NoiseReduction as NoiseReduction,
+        Reasoning as Reasoning,
+        ReasoningEffort as ReasoningEffort,
         SemanticVAD as SemanticVAD,
         ServerVAD as ServerVAD,
         SessionConfig as SessionConfig,
         Transcription as Transcription,
+        TranscriptionDelay as TranscriptionDelay,
         Voice as Voice,
     )
     from livetalk.reconnect import (

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from livetalk import errors
+from livetalk.protocol.session import DEFAULT_MODEL
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     def call_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--base-url", help="API base URL (default OPENAI_BASE_URL or the API)")
         p.add_argument("--api-key", help="API key or ek_ secret (default OPENAI_API_KEY)")
-        p.add_argument("--model", help="model name (default gpt-realtime)")
+        p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
         p.add_argument("--jsonl", action="store_true", help="one JSON object per line on stdout")
         p.add_argument("--events-log", help="write every protocol event to this file (JSONL)")
         p.add_argument("--save-reply", help="save the assistant's audio to this file (WAV...)")
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mint", help="mint an ephemeral ek_ client secret (backends)")
     p.add_argument("--base-url")
     p.add_argument("--api-key")
-    p.add_argument("--model", default="gpt-realtime")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--instructions")
     p.add_argument("--ttl", type=int, default=600, help="lifetime in seconds (10-7200)")
 
@@ -215,7 +216,7 @@ async def run_file(
     if vad == "batch":
         return await _run_batch(source, base_url=base_url, api_key=api_key, printer=printer)
     config = SessionConfig(
-        transcription=Transcription(model="gpt-4o-mini-transcribe"),
+        transcription=Transcription(),
         turn_detection=ServerVAD(),
     )
     async with livetalk.connect(

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from livetalk.errors import ConfigError, SignalingError
-from livetalk.protocol.session import SessionConfig
+from livetalk.protocol.session import DEFAULT_MODEL, SessionConfig
 from livetalk.transport.signaling import mint_client_secret, resolve_api_key, resolve_base_url
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("livetalk.relay")
-
-DEFAULT_MODEL = "gpt-realtime"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from livetalk.errors import AudioDeviceError, ConfigError
 from livetalk.protocol import events as ev
 from livetalk.protocol.conversation import Turn
 from livetalk.protocol.events import Usage
-from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
+from livetalk.protocol.session import DEFAULT_MODEL, ServerVAD, SessionConfig, Transcription
 
 __all__ = [
     "LiveTranscript",
@@ -221,7 +221,7 @@ def headphones_hint(echo: EchoMode, output_name: str) -> str | None:
 # ---------------------------------------------------------------------- talk()
 def _default_session() -> SessionConfig:
     return SessionConfig(
-        transcription=Transcription(model="gpt-4o-mini-transcribe"),
+        transcription=Transcription(),
         turn_detection=ServerVAD(),
     )
 
@@ -253,7 +253,7 @@ async def talk(
     Args:
         base_url: the API base URL (default ``OPENAI_BASE_URL`` or the public API).
         api_key: a standard key or an ``ek_`` secret (default ``OPENAI_API_KEY``).
-        model: the model (default ``gpt-realtime``).
+        model: the model (default :data:`~livetalk.protocol.session.DEFAULT_MODEL`).
         input_device: the microphone (PortAudio index or name); None for the default.
         output_device: the speaker (PortAudio index or name); None for the default.
         echo: the echo control (:class:`~livetalk.audio.echo.EchoMode` or its value); None
@@ -414,7 +414,7 @@ def add_talk_parser(subparsers: Any) -> argparse.ArgumentParser:
         "talk", help="talk with the model through the microphone and the speaker")
     p.add_argument("--base-url", help="API base URL (default OPENAI_BASE_URL or the API)")
     p.add_argument("--api-key", help="API key or ek_ secret (default OPENAI_API_KEY)")
-    p.add_argument("--model", help="model name (default gpt-realtime)")
+    p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
     p.add_argument("--input-device", type=_device,
                    help="microphone: index or name from 'livetalk devices' (default: system's)")
     p.add_argument("--output-device", type=_device,

@@ -659,8 +659,6 @@ async def test_default_model_is_a_current_one() -> None:
     assert model in _sdk_realtime_models()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 5: the price table has no entry for the "
-                   "current models (gpt-realtime-2.1-mini is priced as gpt-realtime)")
 def test_price_table_covers_the_current_models() -> None:
     from livetalk.scenarios.pricing import DEFAULT_PRICES
 
@@ -711,8 +709,6 @@ def test_a_production_client_session_is_accepted() -> None:
     assert sent["audio"]["output"]["voice"] == "cedar"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 6: SessionConfig refuses MCP tools, "
-                   "which the SDK's session type has")
 def test_session_fields_the_sdk_has_are_not_refused() -> None:
     from openai.types.realtime.realtime_session_create_request import (
         RealtimeSessionCreateRequest,

@@ -14,7 +14,7 @@ from aiohttp import web
 
 import livetalk
 from livetalk.errors import ConfigError
-from livetalk.protocol.session import SessionConfig, Transcription
+from livetalk.protocol.session import DEFAULT_MODEL, SessionConfig, Transcription
 from livetalk.relay import (
     RelayASGI,
     RequestInfo,
@@ -73,7 +73,7 @@ async def test_aiohttp_relay_mints_a_secret_that_opens_a_call(server, validator)
     assert reply.headers["cache-control"] == "no-store"
     body = reply.json()
     assert set(body) == {"value", "expires_at", "model"}
-    assert body["value"].startswith("ek_") and body["model"] == "gpt-realtime"
+    assert body["value"].startswith("ek_") and body["model"] == DEFAULT_MODEL
     assert body["expires_at"] > 0
     session = await _assert_opens_call(server, body["value"], validator)
     assert session["instructions"] == "Relay-bound instructions."  # bound to the secret
@@ -141,7 +141,7 @@ async def test_asgi_relay_mints_a_secret_that_opens_a_call(server, validator) ->
     assert reply.status_code == 200
     assert reply.headers["content-type"] == "application/json"
     body = reply.json()
-    assert body["value"].startswith("ek_") and body["model"] == "gpt-realtime"
+    assert body["value"].startswith("ek_") and body["model"] == DEFAULT_MODEL
     session = await _assert_opens_call(server, body["value"], validator)
     assert session["instructions"] == "Serve bob."
 

@@ -46,7 +46,7 @@ def default_session() -> SessionConfig:
     """The session bound to every secret: transcribed input, server VAD, spoken replies."""
     return SessionConfig(
         instructions="You are a friendly, concise voice assistant.",
-        transcription=Transcription(model="gpt-4o-mini-transcribe"),
+        transcription=Transcription(),
         # let each reply finish even when the user starts the next sentence early
         turn_detection=ServerVAD(silence_duration_ms=500, interrupt_response=False),
     )

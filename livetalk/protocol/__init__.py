@@ -2,7 +2,8 @@
 
 - :mod:`~livetalk.protocol.events`: typed client and server events (GA names).
 - :mod:`~livetalk.protocol.wire`: JSON parsing and serialization, beta-name aliases.
-- :mod:`~livetalk.protocol.session`: the validated GA session configuration.
+- :mod:`~livetalk.protocol.session`: the GA session object: one validator for client and
+  server, and the typed configuration.
 - :mod:`~livetalk.protocol.conversation`: turns assembled from events, in conversation order.
 
 Nothing here does I/O, so it runs the same under asyncio, threads or a test.
@@ -35,15 +36,20 @@ from livetalk.protocol.session import (
     AudioFormat,
     Eagerness,
     FunctionTool,
+    Include,
     Modality,
     NoiseReduction,
+    Reasoning,
+    ReasoningEffort,
     SemanticVAD,
     ServerVAD,
     SessionConfig,
     ToolChoice,
     Transcription,
+    TranscriptionDelay,
     Unset,
     Voice,
+    validate_session,
 )
 from livetalk.protocol.wire import (
     BETA_ALIASES,
@@ -67,9 +73,12 @@ __all__ = [
     "EventParseError",
     "FunctionCallDone",
     "FunctionTool",
+    "Include",
     "InvalidEventError",
     "Modality",
     "NoiseReduction",
+    "Reasoning",
+    "ReasoningEffort",
     "ResponseFinished",
     "Role",
     "SemanticVAD",
@@ -79,6 +88,7 @@ __all__ = [
     "ToolChoice",
     "TranscriptDelta",
     "Transcription",
+    "TranscriptionDelay",
     "Turn",
     "TurnStatus",
     "UnknownEvent",
@@ -90,4 +100,5 @@ __all__ = [
     "parse_client_event",
     "parse_server_event",
     "serialize",
+    "validate_session",
 ]

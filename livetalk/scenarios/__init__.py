@@ -19,10 +19,13 @@ from __future__ import annotations
 from livetalk.scenarios.plot import PlotUnavailable, plot_latencies
 from livetalk.scenarios.pricing import (
     DEFAULT_PRICES,
+    TRANSCRIPTION_PRICES,
     ModelPrices,
     PriceTable,
     PriceTableError,
+    TranscriptionPrices,
     estimate_cost,
+    estimate_transcription_cost,
     load_prices,
 )
 from livetalk.scenarios.report import Progress, build_report, percentile, write_report
@@ -63,11 +66,14 @@ __all__ = [
     "ScenarioError",
     "ScenarioResult",
     "ScenarioTurn",
+    "TRANSCRIPTION_PRICES",
+    "TranscriptionPrices",
     "TurnKind",
     "TurnResult",
     "build_report",
     "check_expectations",
     "estimate_cost",
+    "estimate_transcription_cost",
     "load_prices",
     "load_scenario",
     "load_scenarios",

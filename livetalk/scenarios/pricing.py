@@ -1,22 +1,29 @@
 """Estimated cost of token usage, from a per-model price table you can override.
 
 Prices are USD per one million tokens, for six kinds of token: text and audio, each as
-uncached input, cached input and output. :data:`DEFAULT_PRICES` holds OpenAI's published list
-prices for the realtime models at the time of writing (autumn 2025); check
-https://openai.com/api/pricing and override them with a JSON or YAML file::
+uncached input, cached input and output. :data:`DEFAULT_PRICES` covers every realtime model
+the ``openai`` SDK lists (a test checks it), with OpenAI's list prices as published on the
+model pages ``https://developers.openai.com/api/docs/models/<model>``, read on 2026-11-29.
+Where a price is not published, the table says so next to the entry and uses a stated
+stand-in. Prices change: check the pricing page and override them with a JSON or YAML file::
 
-    gpt-realtime:
+    gpt-realtime-2.1:
       text_input: 4.00
       text_cached_input: 0.40
-      text_output: 16.00
+      text_output: 24.00
       audio_input: 32.00
       audio_cached_input: 0.40
       audio_output: 64.00
 
 Read it with :func:`load_prices` (``livetalk script --prices FILE``): entries for known models
-may give only the prices they change; a new model must give all six. The cost of input
-transcription (billed separately, per minute or per token of the transcription model) is not
-included.
+may give only the prices they change; a new model must give all six.
+
+Input transcription is billed apart from the responses, by the transcription model: per minute
+of audio (``gpt-transcribe``, ``gpt-live-transcribe``, ``gpt-realtime-whisper``, ``whisper-1``)
+or per token (the ``gpt-4o`` transcribe models). :data:`TRANSCRIPTION_PRICES` and
+:func:`estimate_transcription_cost` price the ``usage`` of one
+``conversation.item.input_audio_transcription.completed`` event; the scenario reports do not
+add it to their totals.
 """
 
 from __future__ import annotations
@@ -25,20 +32,24 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard, TypeVar
 
 from livetalk.errors import PriceTableError
 from livetalk.protocol.events import Usage
 
 __all__ = [
     "DEFAULT_PRICES",
+    "TRANSCRIPTION_PRICES",
     "ModelPrices",
     "PriceTable",
     "PriceTableError",
+    "TranscriptionPrices",
     "estimate_cost",
+    "estimate_transcription_cost",
     "load_prices",
 ]
 
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +69,64 @@ class ModelPrices:
 
 
 PriceTable = Mapping[str, ModelPrices]
-"""Prices by model name (a model ``gpt-realtime-2025-08-28`` falls back to ``gpt-realtime``)."""
+"""Prices by model name (a dated snapshot such as ``gpt-realtime-mini-2025-12-15`` falls back
+to the longest name it extends, ``gpt-realtime-mini``)."""
 
 DEFAULT_PRICES: Final[PriceTable] = {
+    # current models
+    "gpt-realtime-2.1": ModelPrices(4.00, 0.40, 24.00, 32.00, 0.40, 64.00),
+    "gpt-realtime-2.1-mini": ModelPrices(0.60, 0.06, 2.40, 10.00, 0.30, 20.00),
+    "gpt-realtime-2": ModelPrices(4.00, 0.40, 24.00, 32.00, 0.40, 64.00),
+    "gpt-realtime-1.5": ModelPrices(4.00, 0.40, 16.00, 32.00, 0.40, 64.00),
+    # gpt-audio models: no cached-input price is published; the stand-in is the uncached
+    # price (no cache discount). gpt-audio-mini's page gives text prices only; its audio
+    # stand-in is gpt-realtime-mini's audio price.
+    "gpt-audio-1.5": ModelPrices(2.50, 2.50, 10.00, 32.00, 32.00, 64.00),
+    "gpt-audio-mini": ModelPrices(0.60, 0.60, 2.40, 10.00, 10.00, 20.00),
+    # deprecated (shutdown 2027-01-20) or shut down; prices as last published
     "gpt-realtime": ModelPrices(4.00, 0.40, 16.00, 32.00, 0.40, 64.00),
     "gpt-realtime-mini": ModelPrices(0.60, 0.06, 2.40, 10.00, 0.30, 20.00),
     "gpt-4o-realtime-preview": ModelPrices(5.00, 2.50, 20.00, 40.00, 2.50, 80.00),
     "gpt-4o-mini-realtime-preview": ModelPrices(0.60, 0.30, 2.40, 10.00, 0.30, 20.00),
 }
-"""OpenAI list prices (USD per 1M tokens) at the time of writing; override with a file."""
+"""OpenAI list prices (USD per 1M tokens, read 2026-11-29); override with a file."""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionPrices:
+    """USD prices of one input transcription model: per minute of audio, or per 1M tokens.
+
+    Attributes:
+        per_minute: USD per minute of transcribed audio, for models billed by duration.
+        input: USD per 1M input tokens (audio, and the text of a prompt), for models billed
+            by token.
+        output: USD per 1M output (transcript) tokens, for models billed by token.
+    """
+
+    per_minute: float | None = None
+    input: float | None = None
+    output: float | None = None
+
+
+TRANSCRIPTION_PRICES: Final[Mapping[str, TranscriptionPrices]] = {
+    "gpt-transcribe": TranscriptionPrices(per_minute=0.0045),
+    "gpt-live-transcribe": TranscriptionPrices(per_minute=0.017),
+    "gpt-realtime-whisper": TranscriptionPrices(per_minute=0.017),
+    # deprecated, shutdown 2027-02-26
+    "gpt-4o-transcribe": TranscriptionPrices(input=2.50, output=10.00),
+    "gpt-4o-mini-transcribe": TranscriptionPrices(input=1.25, output=5.00),
+    # no published price found for the diarize model: stand-in = gpt-4o-transcribe's
+    "gpt-4o-transcribe-diarize": TranscriptionPrices(input=2.50, output=10.00),
+    # whisper-1's page was not in the sources read on 2026-11-29: its long-standing list
+    # price of 0.006 USD per minute stands in
+    "whisper-1": TranscriptionPrices(per_minute=0.006),
+}
+"""Input transcription prices by model (same fallback for dated snapshots)."""
 
 _FIELDS: Final = tuple(f.name for f in fields(ModelPrices))
 
 
-def _lookup(table: PriceTable, model: str) -> ModelPrices | None:
+def _lookup(table: Mapping[str, _T], model: str) -> _T | None:
     if model in table:
         return table[model]
     matches = [name for name in table if model.startswith(name + "-")]
@@ -98,6 +153,46 @@ def estimate_cost(usage: Usage, model: str, prices: PriceTable = DEFAULT_PRICES)
         + usage.output_audio_tokens * p.audio_output
     )
     return total / 1_000_000
+
+
+def estimate_transcription_cost(
+    usage: Mapping[str, Any],
+    model: str,
+    prices: Mapping[str, TranscriptionPrices] = TRANSCRIPTION_PRICES,
+) -> float | None:
+    """Estimated USD cost of one transcription's ``usage``, or None when it cannot be priced.
+
+    Args:
+        usage: the ``usage`` of ``conversation.item.input_audio_transcription.completed``:
+            ``{"type": "duration", "seconds": ...}`` or ``{"type": "tokens",
+            "input_tokens": ..., "output_tokens": ...}``.
+        model: the transcription model of the session.
+        prices: the table to use.
+
+    Returns:
+        The cost, or None for a model without a price, or usage in a unit the model is not
+        priced in (tokens for a per-minute model, or the other way round).
+    """
+    p = _lookup(prices, model)
+    if p is None:
+        return None
+    if usage.get("type") == "duration":
+        seconds = usage.get("seconds")
+        if p.per_minute is None or not _is_number(seconds):
+            return None
+        return float(seconds) / 60 * p.per_minute
+    if usage.get("type") == "tokens":
+        if p.input is None or p.output is None:
+            return None
+        tokens_in, tokens_out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+        if not (_is_number(tokens_in) and _is_number(tokens_out)):
+            return None
+        return (float(tokens_in) * p.input + float(tokens_out) * p.output) / 1_000_000
+    return None
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def _read(path: Path) -> Any:

@@ -46,6 +46,7 @@ from livetalk.audio.sources import ArraySource, FileSource, SilenceSource, conca
 from livetalk.errors import CallClosedError, LivetalkError
 from livetalk.protocol.conversation import Turn
 from livetalk.protocol.events import Usage
+from livetalk.protocol.session import DEFAULT_MODEL, PCM_RATE as _API_RATE
 from livetalk.scenarios.pricing import DEFAULT_PRICES, PriceTable, estimate_cost
 from livetalk.scenarios.schema import Scenario, ScenarioTurn, TurnKind, normalize_text
 
@@ -61,8 +62,6 @@ __all__ = [
 
 LOUD: Final = 300
 """Peak (int16) above which a received chunk of model audio counts as heard sound."""
-_API_RATE: Final = 24000
-_DEFAULT_MODEL: Final = "gpt-realtime"
 _MANUAL_TAIL_S: Final = 0.3
 """Silence sent after a push-to-talk utterance before committing it (media seconds)."""
 _CLOSED_POLL_S: Final = 0.25
@@ -592,7 +591,7 @@ async def run_scenario(
                                    if t.role == "assistant" and t.response_id}
     except LivetalkError as exc:
         error = exc
-    model = info.get("model") or scenario.session.model or _DEFAULT_MODEL
+    model = info.get("model") or scenario.session.model or DEFAULT_MODEL
     replies: dict[str, Turn] = info.get("replies", {})
     turns = tuple(_measure(a, rec, loud, model, prices, replies) for a in anchors)
     return ScenarioResult(

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from livetalk.errors import ConfigError, ScenarioError
-from livetalk.protocol.session import SessionConfig
+from livetalk.protocol.session import DEFAULT_TRANSCRIPTION_MODEL, SessionConfig
 
 __all__ = [
     "DEFAULT_REPLY_TIMEOUT_S",
@@ -52,8 +52,6 @@ __all__ = [
     "scenario_phrases",
 ]
 
-DEFAULT_TRANSCRIPTION_MODEL: Final = "gpt-4o-mini-transcribe"
-"""Input transcription model a scenario session uses unless it says otherwise."""
 DEFAULT_REPLY_TIMEOUT_S: Final = 30.0
 """Wall seconds the runner waits for each user turn and reply, unless the scenario says."""
 

@@ -42,10 +42,14 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from livetalk.audio.clock import MediaClock
 from livetalk.audio.resample import resample
 from livetalk.errors import ConfigError, LivetalkError, LocalProtocolError, SessionConfigError
-from livetalk.protocol.session import DEFAULT_MODEL
+from livetalk.protocol.session import (
+    DEFAULT_MODEL,
+    default_session,
+    merge_session,
+    validate_session,
+)
 from livetalk.server.asr import PocketSphinxTranscriber, Transcriber, load_phrases
 from livetalk.server.brain import Brain, make_brain
-from livetalk.server.config import default_session, merge_session, validate_session
 from livetalk.server.faults import FailingTranscriber, Faults, RtpLoss, sever_peer
 from livetalk.server.session import INPUT_RATE, ServerSession
 from livetalk.server.tts import EspeakSynthesizer, Synthesizer
@@ -360,7 +364,7 @@ class LocalServer:
             base or {}).get("model")
         initial = dict(base or {})
         if session_update:
-            initial = merge_session(default_session(model or "gpt-realtime"), {**initial})
+            initial = merge_session(default_session(model or DEFAULT_MODEL), {**initial})
             initial = merge_session(initial, session_update)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         call_id = "rtc_" + secrets.token_hex(16)
@@ -495,7 +499,7 @@ class LocalServer:
             validate_session(session_in)
         except SessionConfigError as exc:
             return _error(400, exc.message, code=exc.code, param=exc.param)
-        effective = merge_session(default_session(session_in.get("model", "gpt-realtime")),
+        effective = merge_session(default_session(session_in.get("model", DEFAULT_MODEL)),
                                   session_in)
         value = "ek_" + secrets.token_hex(16)
         expires_at = int(time.time()) + seconds

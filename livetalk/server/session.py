@@ -87,7 +87,14 @@ from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector
 from livetalk.errors import EventParseError, SessionConfigError
 from livetalk.protocol import events as ev, wire
 from livetalk.protocol.events import SERVER_EVENTS
-from livetalk.protocol.session import DEFAULT_MODEL, PCM_RATE, SAY_EXACTLY_PREFIX
+from livetalk.protocol.session import (
+    DEFAULT_MODEL,
+    PCM_RATE,
+    SAY_EXACTLY_PREFIX,
+    default_session,
+    merge_session,
+    validate_session,
+)
 from livetalk.server.asr import Transcriber
 from livetalk.server.brain import (
     Brain,
@@ -96,7 +103,6 @@ from livetalk.server.brain import (
     SpeakReply,
     ToolCallReply,
 )
-from livetalk.server.config import default_session, merge_session, validate_session
 from livetalk.server.tts import Synthesizer, word_timings
 
 __all__ = ["AudioOutput", "ServerSession", "SAY_EXACTLY_PREFIX"]

@@ -86,7 +86,7 @@ def realtime_url(base_url: str, *, model: str | None = None, call_id: str | None
     """The WebSocket URL of the Realtime endpoint under ``base_url``.
 
     ``http`` becomes ``ws`` and ``https`` becomes ``wss``; the path gets ``/realtime`` and the
-    query ``model=<model or gpt-realtime>``, or ``call_id=<id>`` for a sideband.
+    query ``model=<model or DEFAULT_MODEL>``, or ``call_id=<id>`` for a sideband.
 
     Args:
         base_url: the API base URL, e.g. ``https://api.openai.com/v1``.

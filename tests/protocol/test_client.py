@@ -209,7 +209,7 @@ def test_a_reply_refused_for_an_active_response_goes_back_to_the_queue() -> None
 
 def test_a_wrongly_bound_untagged_response_is_undone_by_the_refusal() -> None:
     p = Peer()
-    reply = p.s.request_response()
+    p.s.request_response()
     create_id = p.creates()[0]["event_id"]
     p.feed("response.created", response=_response("resp_x", "in_progress"))  # not ours
     p.feed("error", error={"type": "invalid_request_error",

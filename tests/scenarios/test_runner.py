@@ -159,7 +159,7 @@ async def test_cli_writes_report_and_plot_and_exit_status(tmp_path, capsys) -> N
     assert report["options"] == {"concurrency": 2, "processes": 1, "local": True}
     assert report["latency_ms"]["reply_done"]["count"] == 2
     assert report["usage"]["output_tokens"] > 0 and report["cost_usd"] > 0
-    assert "gpt-realtime" in report["prices"]
+    assert DEFAULT_MODEL in report["prices"]
     names = [s["name"] for s in report["scenarios"]]
     assert names == ["good", "bad"]
     bad_turn = report["scenarios"][1]["turns"][0]

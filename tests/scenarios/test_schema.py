@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from livetalk.errors import ConfigError
-from livetalk.protocol.session import UNSET, SemanticVAD, ServerVAD
+from livetalk.protocol.session import DEFAULT_TRANSCRIPTION_MODEL, UNSET, SemanticVAD, ServerVAD
 from livetalk.scenarios import (
     ScenarioError,
     TurnKind,
@@ -61,17 +61,17 @@ def test_the_issue_example_loads(folder: Path) -> None:
     assert session.instructions == "You are a booking assistant."
     assert session.turn_detection == ServerVAD()
     assert session.transcription is not UNSET and session.transcription is not None
-    assert session.transcription.model == "gpt-4o-mini-transcribe"  # on by default
+    assert session.transcription.model == DEFAULT_TRANSCRIPTION_MODEL  # on by default
     assert not scenario.manual_turns
 
 
 @pytest.mark.parametrize(("session", "turn_detection", "transcription"), [
-    ({"turn_detection": "semantic_vad"}, SemanticVAD(), "gpt-4o-mini-transcribe"),
+    ({"turn_detection": "semantic_vad"}, SemanticVAD(), DEFAULT_TRANSCRIPTION_MODEL),
     ({"turn_detection": {"type": "server_vad", "silence_duration_ms": 700}},
-     ServerVAD(silence_duration_ms=700), "gpt-4o-mini-transcribe"),
+     ServerVAD(silence_duration_ms=700), DEFAULT_TRANSCRIPTION_MODEL),
     ({"turn_detection": "none", "transcription": False}, None, None),
     ({"transcription": "whisper-1"}, ServerVAD(), "whisper-1"),
-    ({"transcription": {"language": "en"}}, ServerVAD(), "gpt-4o-mini-transcribe"),
+    ({"transcription": {"language": "en"}}, ServerVAD(), DEFAULT_TRANSCRIPTION_MODEL),
 ])
 def test_session_mapping(session: dict[str, Any], turn_detection: Any,
                          transcription: str | None) -> None:
@@ -107,7 +107,7 @@ def test_the_shipped_examples_are_valid(tmp_path: Path) -> None:
     ({"turns": [{"pause_ms": 10}]}, None, "turns", "at least one spoken turn"),
     ({"turn": [{"say": "hi"}]}, None, "turn", "unknown field"),
     ({"turns": [{"say": "hi"}], "reply_timeout_s": 0}, None, "reply_timeout_s", "> 0"),
-    ({"turns": [{"say": "hi"}], "session": {"voice": "nobody"}}, None, "session", "voice"),
+    ({"turns": [{"say": "hi"}], "session": {"voice": 5}}, None, "session", "voice"),
     ({"turns": [{"say": "hi"}], "session": {"turn_detection": "push"}}, None,
      "session.turn_detection", "server_vad, semantic_vad, none"),
     ({"turns": [{"say": "hi"}], "session": {"temperature": 1}}, None, "session.temperature",

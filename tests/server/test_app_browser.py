@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from livetalk.protocol.session import DEFAULT_MODEL, DEFAULT_TRANSCRIPTION_MODEL
 from livetalk.server.tts import render_turns
 from tests.conftest import DATA, EventValidator
 
@@ -183,7 +184,7 @@ async def test_browser_call_through_relay_with_sideband(make_server, tmp_path: P
                         and len(_sideband_turns(backend)) >= 6, log_path)
     reports = _reports(backend)
     first = {r["kind"]: r for r in reversed(reports)}
-    assert first["relay"]["status"] == 200 and first["relay"]["model"] == "gpt-realtime"
+    assert first["relay"]["status"] == 200 and first["relay"]["model"] == DEFAULT_MODEL
     assert first["calls"]["status"] == 201  # the local server accepted libwebrtc's offer
     assert first["call_id"]["call_id"].startswith("rtc_")  # Location was readable
     assert first["datachannel"]["state"] == "open"
@@ -191,7 +192,7 @@ async def test_browser_call_through_relay_with_sideband(make_server, tmp_path: P
     events = [r["event"] for r in reports if r["kind"] == "event"]
     assert events[0]["type"] == "session.created"
     assert events[0]["session"]["audio"]["input"]["transcription"]["model"] == (
-        "gpt-4o-mini-transcribe")  # the session bound to the relay's secret
+        DEFAULT_TRANSCRIPTION_MODEL)  # the session bound to the relay's secret
     validator = EventValidator()
     for event in events:
         validator("in", event)

@@ -1,5 +1,5 @@
 """Fuzzing the local server: its HTTP handling never crashes, session validation only raises
-SessionError. HTTP runs in memory on aiohttp's test server (no sockets)."""
+SessionConfigError. HTTP runs in memory on aiohttp's test server (no sockets)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from livetalk.errors import SessionConfigError as SessionError
+from livetalk.errors import SessionConfigError
+from livetalk.protocol.session import default_session, merge_session, validate_session
 from livetalk.server import LocalServer
-from livetalk.server.config import default_session, merge_session, validate_session
 from livetalk.server.faults import FailingTranscriber
 
 KEY = "sk-fuzz"
@@ -61,10 +61,10 @@ session_like = st.dictionaries(session_keys, json_values, max_size=5).flatmap(
 # ---------------------------------------------------------------------- session validation
 @FUZZ
 @given(st.one_of(json_values, session_like))
-def test_validate_session_raises_only_session_error(session: Any) -> None:
+def test_validate_session_raises_only_session_config_error(session: Any) -> None:
     try:
         validate_session(session)
-    except SessionError as exc:
+    except SessionConfigError as exc:
         assert exc.code and exc.message
         return
     merged = merge_session(default_session(), session)  # an accepted update always merges
