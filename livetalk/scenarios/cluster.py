@@ -27,9 +27,9 @@ address, it sets :data:`LOOPBACK_ENV` first: Ray then uses 127.0.0.1 as the node
 for its GCS, raylet, object manager and workers (by default Ray advertises the machine's
 external address even on one machine), and usage statistics stay off.
 
-Resources: each task asks for ``concurrency * speed * CPU_PER_CALL`` CPUs (plus
-``CPU_PER_LOCAL_CALL`` per call with local servers) and :data:`MEMORY_PER_TASK` bytes,
-from the measurements in ``docs/researchers.md``.
+Resources: each task asks for ``concurrency`` times :data:`CPU_PER_CALL` at its speed (plus
+:data:`CPU_PER_LOCAL_CALL` with local servers) and :data:`MEMORY_PER_TASK` bytes, from the
+measurements in ``docs/researchers.md``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from livetalk.scenarios.schema import Scenario, scenario_phrases
 
 __all__ = [
     "CLUSTER_ERROR_KINDS",
+    "CallCpu",
     "CPU_PER_CALL",
     "CPU_PER_LOCAL_CALL",
     "LOCAL_API_KEY",
@@ -71,14 +72,28 @@ __all__ = [
     "task_resources",
 ]
 
-CPU_PER_CALL: Final = 0.05
-"""CPUs one live call's client side needs at real-time media speed (measured 31-40 ms of CPU
-per call-second, ``docs/performance.md``; rounded up). Multiplied by the media speed."""
-CPU_PER_LOCAL_CALL: Final = 0.05
-"""CPUs the local server's side of one call adds (recognition, synthesis, WebRTC)."""
+@dataclass(frozen=True, slots=True)
+class CallCpu:
+    """CPUs one live scenario call keeps busy: a fixed part (synthesis, connecting, events)
+    and a part that grows with the media speed (encoding, pacing, decoding)."""
+
+    fixed: float
+    per_speed: float
+
+    def at(self, speed: float) -> float:
+        """CPUs per call at media ``speed``."""
+        return self.fixed + self.per_speed * speed
+
+
+CPU_PER_CALL: Final = CallCpu(fixed=0.04, per_speed=0.035)
+"""The client side of a scenario call (measured by ``bench/scenarios_scale.py``: 0.074 CPUs
+per live call at speed 1, 0.17 at speed 4)."""
+CPU_PER_LOCAL_CALL: Final = CallCpu(fixed=0.045, per_speed=0.015)
+"""What the local server's side of a call adds (recognition, synthesis, its WebRTC peer)."""
 MEMORY_PER_TASK: Final = 400 * 1024 * 1024
 """Bytes reserved per task: a worker holding aiortc, PyAV, numpy, and with local servers the
-recogniser's model (measured about 300 MB resident; see ``docs/researchers.md``)."""
+recogniser's model (250 MB resident measured for 4 calls and a local server in one process,
+plus Ray's own share of the worker)."""
 LOCAL_API_KEY: Final = "sk-livetalk-local"
 """The key the calls present to the local servers (they accept any)."""
 LOOPBACK_ENV: Final = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -108,8 +123,8 @@ def _import_ray() -> Any:
 
 def task_resources(concurrency: int, speed: float, local: bool) -> dict[str, float]:
     """The ``num_cpus`` and ``memory`` one task of ``concurrency`` calls asks Ray for."""
-    per_call = CPU_PER_CALL + (CPU_PER_LOCAL_CALL if local else 0.0)
-    return {"num_cpus": round(max(concurrency * speed * per_call, 0.01), 2),
+    per_call = CPU_PER_CALL.at(speed) + (CPU_PER_LOCAL_CALL.at(speed) if local else 0.0)
+    return {"num_cpus": round(concurrency * per_call, 2),
             "memory": float(MEMORY_PER_TASK)}
 
 
