@@ -96,9 +96,11 @@ recogniser's model (250 MB resident measured for 4 calls and a local server in o
 plus Ray's own share of the worker)."""
 LOCAL_API_KEY: Final = "sk-livetalk-local"
 """The key the calls present to the local servers (they accept any)."""
-LOOPBACK_ENV: Final = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+LOOPBACK_ENV: Final = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                       "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/"}
 """Set before Ray starts a loopback-only instance: the first makes Ray use 127.0.0.1 as the
-node address (its single-machine mode), the second turns usage statistics off."""
+node address (its single-machine mode), the second turns usage statistics off, the third
+sends the notice Ray posts even then (for ``ray start`` clusters) to a closed loopback port."""
 
 WORKER_DIED: Final = "WorkerDied"
 TASK_FAILED: Final = "TaskFailed"

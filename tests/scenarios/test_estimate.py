@@ -18,6 +18,7 @@ from livetalk.scenarios.estimate import (
     estimate_scenario,
 )
 
+
 def test_conversation_grows_and_history_is_cached() -> None:
     words = "one two three four five six seven"  # 7 words: 2.4 s at 175 wpm
     scenario = scenario_from_dict({"session": {"instructions": "x" * 400},

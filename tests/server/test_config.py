@@ -110,7 +110,8 @@ def test_rate_limit_that_clears_refuses_only_the_first_calls() -> None:
     assert Faults(calls_status=429).calls_refused == 0  # every Faults counts for itself
 
 
-@pytest.mark.parametrize("spec", ["calls-418", "slow-answer=soon", "ice-unreachable=1", "calls-429=x", ""])
+@pytest.mark.parametrize("spec", ["calls-418", "slow-answer=soon", "ice-unreachable=1",
+                                  "calls-429=x", ""])
 def test_bad_fault_names_are_config_errors(spec: str) -> None:
     with pytest.raises(ConfigError):
         Faults.parse([spec])
