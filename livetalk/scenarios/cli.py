@@ -231,7 +231,8 @@ def _dry_run(args: argparse.Namespace, scenarios: list[Any], prices: Any, limits
     if args.ray:
         where = "a new local Ray instance" if args.ray == "local" else f"Ray at {args.ray}"
         res = task_resources(args.concurrency, args.speed, args.local)
-        plan = (f"plan: {tasks} Ray tasks on {where}, up to {args.concurrency} calls each, "
+        plan = (f"plan: {tasks} Ray task{'s' if tasks != 1 else ''} on {where}, up to "
+                f"{args.concurrency} calls each, "
                 f"each asking {res['num_cpus']:g} CPUs and {res['memory'] / 2**20:.0f} MiB")
     elif args.processes > 1:
         plan = (f"plan: {args.processes} processes, {args.concurrency} calls at once in "

@@ -107,7 +107,10 @@ class BatchEstimate:
             out.append(f"{s.name[:32]:<32} {s.spoken_turns:>5} {s.user_audio_s:>7.1f} "
                        f"{s.reply_audio_s:>7.1f} {cost:>9}")
         total = self.cost_usd
-        money = "unknown (a model without a price)" if total is None else f"${total:.2f}"
+        if total is None:
+            money = "unknown (a model without a price)"
+        else:
+            money = f"${total:.2f}" if total >= 1 else f"${total:.4f}"
         out.append(f"{len(self.scenarios)} scenarios, {self.audio_minutes:.1f} audio minutes "
                    f"(replies assumed {self.reply_s:g} s each), estimated {money}; "
                    "transcription not included")

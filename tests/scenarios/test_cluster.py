@@ -344,3 +344,21 @@ def test_ctrl_c_cancels_the_cluster_tasks_and_writes_a_partial_report(cluster,
     while cluster.busy_workers():  # the cancelled tasks stop running
         assert time.monotonic() < deadline, "cancelled tasks kept running"
         time.sleep(0.2)
+
+
+def test_ray_batch_example_runs_on_the_cluster(cluster, tmp_path) -> None:
+    names = _write_scenarios(tmp_path / "scenarios", 3)
+    report_path = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "ray_batch.py"), str(tmp_path / "scenarios"),
+         "--address", cluster.address, "--speed", str(SPEED), "--max-calls", "2",
+         "--report", str(report_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    lines = proc.stdout.splitlines()
+    assert "3 scenarios" in lines[0] and "estimated $" in lines[0]
+    assert sorted(line.split()[1] for line in lines[1:4]) == names
+    passed = sum(line.startswith("PASS") for line in lines[1:4])
+    assert lines[4] == f"{passed}/3 scenarios passed"
+    assert proc.returncode == (0 if passed == 3 else 1), proc.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert [s["name"] for s in report["scenarios"]] == names
