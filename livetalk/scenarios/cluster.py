@@ -283,9 +283,11 @@ def _batch_task(batch: _Batch) -> Iterator[tuple[int, ScenarioResult]]:
     stores what was yielded; closing the generator (a cancel) cancels the batch.
     """
     results: queue.Queue[Any] = queue.Queue()
-    loop = asyncio.new_event_loop()
     stack = ExitStack()
-    scenarios = [(i, stack.enter_context(bundle.unpacked())) for i, bundle in batch.items]
+    with stack:  # closed here only if unpacking fails; else in the finally below
+        scenarios = [(i, stack.enter_context(bundle.unpacked())) for i, bundle in batch.items]
+        stack = stack.pop_all()
+    loop = asyncio.new_event_loop()
     main = loop.create_task(_run_batch(batch, scenarios, results.put))
 
     def run() -> None:
@@ -422,6 +424,7 @@ class RayRun:
         actor = None
         generators: list[Any] = []
         try:
+            self._check_fits(ray)
             task = ray.remote(max_retries=0, num_returns="streaming")(_batch_task).options(
                 name="livetalk_scenarios", **self.resources)
             if self.limits.active:
@@ -453,6 +456,17 @@ class RayRun:
                 ray.shutdown()
         self._fill_missing(range(len(self.scenarios)), "no result came back", TASK_FAILED)
         return [r for r in self.results if r is not None]
+
+    def _check_fits(self, ray: Any) -> None:
+        """Refuse a run whose tasks no node can hold (Ray would keep them pending forever)."""
+        need_cpus = self.resources["num_cpus"]
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if not nodes or any(r.get("CPU", 0.0) >= need_cpus for r in nodes):
+            return
+        largest = max(r.get("CPU", 0.0) for r in nodes)
+        raise RayUnavailable(
+            f"each task of {self.concurrency} calls asks for {need_cpus:g} CPUs but the "
+            f"largest node of the cluster has {largest:g}; lower --concurrency")
 
     async def _consume(self, batch_id: str, indexes: list[int], generator: Any,
                        actor: Any) -> None:

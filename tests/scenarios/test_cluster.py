@@ -31,7 +31,7 @@ import pytest
 
 from livetalk.scenarios import load_scenarios, scenario_from_dict
 from livetalk.scenarios.cli import EXIT_FAILED, add_script_parser, run_script
-from livetalk.scenarios.cluster import RayRun, run_on_ray
+from livetalk.scenarios.cluster import RayRun, RayUnavailable, run_on_ray
 from livetalk.scenarios.limits import CallLimits
 from livetalk.testing.raycluster import LocalRayCluster
 
@@ -284,6 +284,14 @@ async def test_failures_end_as_errors_with_their_reason(cluster, tmp_path) -> No
     assert all(r.error and not r.turns and r.error_kind not in ("TaskFailed", "WorkerDied")
                for r in unreachable)
     assert all(KEY not in (r.error or "") for r in unreachable)
+
+
+async def test_tasks_no_node_can_hold_are_refused_not_left_pending(cluster) -> None:
+    spoken = [scenario_from_dict({"turns": [{"say": PHRASES[0]}]})] * 3
+    with pytest.raises(RayUnavailable, match="asks for 14.25 CPUs but the largest node of the "
+                                             "cluster has 2; lower --concurrency"):
+        await run_on_ray(spoken, address=cluster.address, concurrency=50, local=True,
+                         speed=SPEED)
 
 
 async def test_cluster_wide_cap_and_429_retries(cluster, make_server) -> None:
