@@ -141,8 +141,9 @@ async def main():
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
         call_s = sum(r.duration_s for r in results)
+        hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")]
         return {{"cpu_per_call": round(cpu / call_s, 3), "passed": sum(r.passed for r in results),
-                "scenarios": len(results), "max_rss_mb": round(r1.ru_maxrss / 1024)}}
+                "scenarios": len(results), "max_rss_mb": round(int(hwm[0].split()[1]) / 1024)}}
     if url:
         return await go(url)
     from livetalk.server import serve
