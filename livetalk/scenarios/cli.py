@@ -37,7 +37,8 @@ def add_script_parser(subparsers: Any) -> None:
     p.add_argument("--base-url", help="API base URL (default OPENAI_BASE_URL or the API)")
     p.add_argument("--api-key", help="API key or ek_ secret (default OPENAI_API_KEY)")
     p.add_argument("--local", action="store_true",
-                   help="run against an in-process local server that knows the say: texts")
+                   help="run against an in-process local server that knows the say: texts "
+                        "(with --ray: one in every task, on its node)")
     p.add_argument("--concurrency", type=cli._positive_int, default=1,
                    help="calls at once per process (default 1)")
     p.add_argument("--processes", type=cli._positive_int, default=1,
@@ -52,7 +53,8 @@ def add_script_parser(subparsers: Any) -> None:
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run batches of --concurrency scenarios as Ray tasks on the cluster at "
                         "ADDRESS (auto, host:port, ray://host:port) or, without one, on a new "
-                        "local Ray instance bound to 127.0.0.1 (needs livetalk[ray])")
+                        "local Ray instance bound to 127.0.0.1 (needs livetalk[ray]; put it "
+                        "after the scenarios, or write --ray=ADDRESS)")
     p.add_argument("--max-calls", type=cli._positive_int,
                    help="at most this many calls live at once across the whole run")
     p.add_argument("--calls-per-minute", type=cli._positive_int,
