@@ -32,11 +32,13 @@ test-realapi: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
-# the longer comparisons of docs/measurements.md: VAD paths, packet loss, load (~12 min)
+# the longer comparisons of docs/measurements.md: VAD paths, packet loss, load (~12 min),
+# and scenarios at scale (docs/researchers.md, ~8 min)
 bench-more: $(STAMP)
 	$(BIN)/python -m bench.vad_paths
 	$(BIN)/python -m bench.loss
 	$(BIN)/python -m bench.load_turns
+	$(BIN)/python -m bench.scenarios_scale
 
 # the echo modes in simulated rooms, offline and over real calls (docs/performance.md, ~25 min)
 bench-echo: $(STAMP)

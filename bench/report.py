@@ -251,6 +251,11 @@ make bench                                 # the full run (under 10 minutes)
 .venv/bin/python -m bench.run_all --quick  # a smoke run at minimal sizes
 .venv/bin/python -m bench.run_all --only latency,connect
 ```
+
+Scripted sessions at scale (one process, `--processes`, a Ray cluster, and the CPU and memory
+of one scenario call) are measured by `python -m bench.scenarios_scale` (in `make bench-more`);
+the figures and what they mean for 1,000 and 100,000 scenarios are in
+[researchers.md](researchers.md#throughput-and-sizing).
 """
 
 

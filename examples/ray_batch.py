@@ -1,64 +1,60 @@
-"""Run scenario batches as Ray tasks (a local Ray cluster, or an existing one).
+"""Run scenario files as Ray tasks from Python, with local servers on the workers.
 
-Ray is not a livetalk dependency: ``pip install ray`` first. Each task runs a batch of
-scenarios in its own event loop with ``concurrency`` calls at once and returns the results;
-the driver writes one report. One live call costs about 8 % of a core, so give each task
-``num_cpus = concurrency * 0.1`` or so, and keep ``concurrency`` around 10 per task.
+Offline (a local server in every task, on 127.0.0.1 of its node), on a new local Ray
+instance or on an existing cluster::
 
-    python examples/ray_batch.py examples/scenarios --base-url http://127.0.0.1:8765/v1 \\
-        --api-key sk-local --concurrency 4 --report ray-report.json
+    pip install "livetalk[server,scenarios,ray]"
+    python examples/ray_batch.py examples/scenarios/booking.yaml --speed 4
+    python examples/ray_batch.py examples/scenarios --address 10.0.0.5:6379 --report r.json
 
-Scenario files must be readable on every node (same paths) and every node must reach the
-base URL. Against the local server, start ``livetalk serve`` with ``--phrases`` listing the
-scenarios' ``say:`` texts and ``--host`` an address the nodes can reach.
+Against the Realtime API instead (OPENAI_API_KEY travels with the tasks), capped at 20
+calls at once and 100 started per minute across the whole cluster::
+
+    python examples/ray_batch.py examples/scenarios --api --max-calls 20 --per-minute 100
+
+The command line does the same: ``livetalk script examples/scenarios --ray --local``. Every
+scenario comes back exactly once: a worker that dies, a task that raises or a node that
+cannot connect turns its scenarios into errors with the reason, in the same report.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-from typing import Any
 
-import ray
-
-from livetalk.scenarios import (
-    ScenarioResult,
-    build_report,
-    load_scenarios,
-    run_scenarios,
-    write_report,
-)
+from livetalk.scenarios import build_report, load_scenarios, write_report
+from livetalk.scenarios.cluster import run_on_ray
+from livetalk.scenarios.estimate import estimate_batch
+from livetalk.scenarios.limits import CallLimits
 
 
-@ray.remote
-def run_batch(paths: list[str], concurrency: int, options: dict[str, Any]) -> list[ScenarioResult]:
-    """One Ray task: load the scenarios on the worker and run them in one event loop."""
-    return asyncio.run(run_scenarios(load_scenarios(paths), concurrency=concurrency, **options))
-
-
-def main() -> None:
-    """Split the scenarios into batches of ``--concurrency``, one Ray task each."""
+async def main() -> int:
+    """Estimate, run on Ray, print a line per scenario, write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenarios", nargs="+")
-    parser.add_argument("--base-url")
-    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"))
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--speed", type=float, default=1.0)
-    parser.add_argument("--report", default="ray-report.json")
+    parser.add_argument("scenarios", nargs="+", help="scenario files or folders")
+    parser.add_argument("--address", help="Ray cluster (default: a new local instance)")
+    parser.add_argument("--api", action="store_true", help="the Realtime API, not local servers")
+    parser.add_argument("--concurrency", type=int, default=2, help="calls per task")
+    parser.add_argument("--speed", type=float, default=1.0, help="media speed (local only)")
+    parser.add_argument("--max-calls", type=int, help="calls at once, cluster-wide")
+    parser.add_argument("--per-minute", type=int, help="calls started per minute, cluster-wide")
+    parser.add_argument("--report", help="write the JSON report here")
     args = parser.parse_args()
 
-    paths = [str(s.path) for s in load_scenarios(args.scenarios)]  # validate up front
-    batches = [paths[i:i + args.concurrency] for i in range(0, len(paths), args.concurrency)]
-    options = {"base_url": args.base_url, "api_key": args.api_key, "speed": args.speed}
-    ray.init()
-    task = run_batch.options(num_cpus=max(0.1, 0.1 * args.concurrency))
-    futures = [task.remote(batch, args.concurrency, options) for batch in batches]
-    results = [r for batch in ray.get(futures) for r in batch]
-    write_report(build_report(results, base_url=args.base_url), args.report)
+    scenarios = load_scenarios(args.scenarios)
+    print(estimate_batch(scenarios).lines()[-1])  # what the API would bill, before running
+    results = await run_on_ray(
+        scenarios, address=args.address, concurrency=args.concurrency, local=not args.api,
+        speed=args.speed if not args.api else 1.0,
+        limits=CallLimits(args.max_calls, args.per_minute),
+        on_result=lambda r: print(f"{'PASS' if r.passed else 'FAIL'} {r.name}", flush=True))
+    if args.report:
+        write_report(build_report(results, extra={"options": {"ray": args.address}}),
+                     args.report)
     passed = sum(r.passed for r in results)
-    print(f"{passed}/{len(results)} scenarios passed; report: {args.report}")
+    print(f"{passed}/{len(results)} scenarios passed")
+    return 0 if passed == len(results) else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(asyncio.run(main()))

@@ -106,3 +106,18 @@ def test_report_renders_every_row(tmp_path: Path) -> None:
                            quick=True)
     assert "| one way down | <= 50 ms | 24.0 ms | 88.0 ms | 0.27 | met |" in page
     assert info["cpu"] in page
+
+
+def test_scenario_scale_bench_batches_and_renders() -> None:
+    from bench.scenarios_scale import PHRASES, batch, render
+
+    scenarios = batch(7)
+    assert [s.name for s in scenarios] == [f"s{i:03d}" for i in range(7)]
+    assert scenarios[6].turns[0].say == PHRASES[1]
+    entry = {"mode": "ray (2 workers x 2)", "per_minute": 60.0, "passed": 7, "scenarios": 7,
+             "extra_s_per_scenario": 0.25}
+    cpu = {"cpu_per_call": 0.1, "max_rss_mb": 200}
+    page = render({"rounds": [[entry]], "ray": {"join_s": 2.5, "noop_task_ms_median": 3.0},
+                   "cpu_per_call": [{"speed": 4.0, "client": cpu, "client_and_server": cpu}]})
+    assert "| ray (2 workers x 2) | 60.0 | 7/7 | +0.25 |" in page
+    assert "joining the cluster 2.5 s" in page and "| 4 | 0.1 | 0.1 | 200 MB |" in page

@@ -48,7 +48,7 @@ async def test_tools_example() -> None:
     assert '"forecast": "sunny"' in out
 
 
-@pytest.mark.parametrize("script", ["run_file.py", "route_turns.py", "tools.py"])
+@pytest.mark.parametrize("script", ["run_file.py", "route_turns.py", "tools.py", "ray_batch.py"])
 def test_examples_document_how_to_run_them(script: str) -> None:
     text = (EXAMPLES / script).read_text()
     assert f"python examples/{script}" in text

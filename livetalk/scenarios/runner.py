@@ -43,10 +43,11 @@ from typing import Any, Final
 import numpy as np
 
 from livetalk.audio.sources import ArraySource, FileSource, SilenceSource, concat
-from livetalk.errors import CallClosedError, LivetalkError
+from livetalk.errors import CallClosedError, LivetalkError, RateLimitError
 from livetalk.protocol.conversation import Turn
 from livetalk.protocol.events import Usage
 from livetalk.protocol.session import DEFAULT_MODEL, PCM_RATE as _API_RATE
+from livetalk.scenarios.limits import CallLimiter
 from livetalk.scenarios.pricing import DEFAULT_PRICES, PriceTable, estimate_cost
 from livetalk.scenarios.schema import Scenario, ScenarioTurn, TurnKind, normalize_text
 
@@ -71,6 +72,12 @@ _LEAD_IN_S: Final = 0.8
 would clip speech that starts at once."""
 _LEAD_IN_PEAK: Final = 30
 """Peak of that noise (int16, about -60 dBFS): never taken for speech, never digital zero."""
+DEFAULT_RATE_LIMIT_RETRIES: Final = 3
+"""How many times a call refused with 429 is tried again (after its ``Retry-After``)."""
+MAX_RETRY_AFTER_S: Final = 120.0
+"""A 429 asking to wait longer than this (an exhausted quota) is reported, not retried."""
+_DEFAULT_RETRY_AFTER_S: Final = 2.0
+"""The wait after a 429 without a ``Retry-After`` header (doubled at each retry)."""
 
 EventTap = Callable[[str, dict[str, Any]], None]
 ResultCallback = Callable[["ScenarioResult"], None]
@@ -186,6 +193,7 @@ class ScenarioResult:
         error: why the scenario stopped early (connect failure, call lost), or None.
         error_kind: the class name of that error in :mod:`livetalk.errors`
             (``ConnectError``, ``AuthenticationError``...), or None.
+        retries: connection attempts refused with 429 and tried again.
     """
 
     name: str
@@ -200,6 +208,7 @@ class ScenarioResult:
     speed: float = 1.0
     error: str | None = None
     error_kind: str | None = None
+    retries: int = 0
 
     @property
     def passed(self) -> bool:
@@ -222,7 +231,7 @@ class ScenarioResult:
             "call_id": self.call_id, "model": self.model, "speed": self.speed,
             "connect_ms": _round(self.connect_ms), "duration_s": round(self.duration_s, 3),
             "usage": self.usage.to_dict(), "cost_usd": self.cost_usd,
-            "turns": [t.to_dict() for t in self.turns],
+            "retries": self.retries, "turns": [t.to_dict() for t in self.turns],
         }
 
 
@@ -543,6 +552,8 @@ async def run_scenario(
     connect_timeout: float = 15.0,
     event_log: EventTap | None = None,
     synthesizer: Any = None,
+    limiter: CallLimiter | None = None,
+    rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
 ) -> ScenarioResult:
     """Run one scenario in its own call and measure it.
 
@@ -558,6 +569,11 @@ async def run_scenario(
             an event validator in tests).
         synthesizer: the voice of ``say`` turns (default: eSpeak NG, needing the ``server``
             extra).
+        limiter: caps shared with other calls (:mod:`livetalk.scenarios.limits`): a lease is
+            taken before connecting and returned after the call; a 429 pauses the limiter.
+        rate_limit_retries: how many times a connection refused with 429 is tried again,
+            after its ``Retry-After`` (at most :data:`MAX_RETRY_AFTER_S`; without the header
+            2 s, doubling).
 
     Returns:
         The :class:`ScenarioResult`. Failures of the call (connect refused, call lost) are
@@ -573,24 +589,42 @@ async def run_scenario(
     loud: list[float] = []
     info: dict[str, Any] = {"usage": Usage()}
     error: LivetalkError | None = None
-    try:
-        async with livetalk.connect(base_url=base_url, api_key=api_key,
-                                    session=scenario.session, speed=speed, event_log=rec,
-                                    connect_timeout=connect_timeout) as call:
-            info.update(call_id=call.call_id, connect_ms=call.connect_ms,
-                        model=call.session.get("model"))
-            rec.is_closed = lambda: call.closed
-            watcher = asyncio.ensure_future(_watch_audio(call, loud))
-            try:
-                await _drive(call, scenario, rec, spoken, speed, anchors)
-            finally:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
-                info["usage"] = call.usage
-                info["replies"] = {t.response_id: t for t in call.turns_so_far
-                                   if t.role == "assistant" and t.response_id}
-    except LivetalkError as exc:
-        error = exc
+    retries = 0
+    while True:
+        lease = await limiter.acquire() if limiter is not None else None
+        try:
+            async with livetalk.connect(base_url=base_url, api_key=api_key,
+                                        session=scenario.session, speed=speed, event_log=rec,
+                                        connect_timeout=connect_timeout) as call:
+                info.update(call_id=call.call_id, connect_ms=call.connect_ms,
+                            model=call.session.get("model"))
+                rec.is_closed = lambda: call.closed
+                watcher = asyncio.ensure_future(_watch_audio(call, loud))
+                try:
+                    await _drive(call, scenario, rec, spoken, speed, anchors)
+                finally:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
+                    info["usage"] = call.usage
+                    info["replies"] = {t.response_id: t for t in call.turns_so_far
+                                       if t.role == "assistant" and t.response_id}
+        except RateLimitError as exc:  # refused before the call existed: nothing was sent
+            wait = _retry_wait(exc, retries)
+            if retries >= rate_limit_retries or wait is None or "call_id" in info:
+                error = exc
+            else:
+                retries += 1
+                if limiter is not None:
+                    await limiter.backoff(wait)  # the next acquire waits, for every call
+                else:
+                    await asyncio.sleep(wait)
+                continue
+        except LivetalkError as exc:
+            error = exc
+        finally:
+            if limiter is not None and lease is not None:
+                await limiter.release(lease)
+        break
     model = info.get("model") or scenario.session.model or DEFAULT_MODEL
     replies: dict[str, Turn] = info.get("replies", {})
     turns = tuple(_measure(a, rec, loud, model, prices, replies) for a in anchors)
@@ -600,8 +634,16 @@ async def run_scenario(
         duration_s=time.monotonic() - started, usage=info["usage"],
         cost_usd=estimate_cost(info["usage"], model, prices), speed=speed,
         error=None if error is None else str(error),
-        error_kind=None if error is None else type(error).__name__,
+        error_kind=None if error is None else type(error).__name__, retries=retries,
     )
+
+
+def _retry_wait(exc: RateLimitError, retries: int) -> float | None:
+    """Seconds to wait before trying a 429-refused call again, or None not to retry."""
+    if exc.retry_after is None:
+        return _DEFAULT_RETRY_AFTER_S * 2.0**retries
+    wait = float(exc.retry_after)
+    return wait if wait <= MAX_RETRY_AFTER_S else None
 
 
 async def run_scenarios(

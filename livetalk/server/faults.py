@@ -24,7 +24,7 @@ import random
 import re
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -44,7 +44,8 @@ FAULTS: dict[str, str] = {
     "calls-401": "POST /realtime/calls answers 401 invalid_api_key",
     "calls-403": "POST /realtime/calls answers 403 (no access to the model)",
     "calls-404": "POST /realtime/calls answers 404 model_not_found",
-    "calls-429": "POST /realtime/calls answers 429 rate_limit_exceeded with Retry-After",
+    "calls-429": "POST /realtime/calls answers 429 rate_limit_exceeded with Retry-After "
+                 "(calls-429=N: only the first N calls)",
     "calls-500": "POST /realtime/calls answers 500 server_error",
     "calls-html": "POST /realtime/calls answers 502 with an HTML error page (a proxy)",
     "garbage-sdp": "POST /realtime/calls answers 201 with a body that is not SDP",
@@ -97,6 +98,8 @@ class Faults:
     Args:
         calls_status: answer every ``POST /realtime/calls`` with this status (401, 403, 404,
             429 or 500) and an API-shaped JSON error envelope.
+        calls_status_times: answer only the first this many calls with ``calls_status``, then
+            proceed normally (a rate limit that clears); None for every call.
         retry_after_s: the ``Retry-After`` header sent with a 429.
         calls_reply: ``"html"`` (502 with an HTML page), ``"garbage-sdp"`` (201 whose body is
             not SDP) or ``"bad-answer"`` (201 with an SDP answer that cannot be parsed).
@@ -118,6 +121,7 @@ class Faults:
     """
 
     calls_status: int | None = None
+    calls_status_times: int | None = None
     retry_after_s: float = 2.0
     calls_reply: CallsReply | None = None
     answer_delay_s: float = 0.0
@@ -129,6 +133,9 @@ class Faults:
     rtp_loss: float = 0.0
     rtp_loss_sent: float = 0.0
     rtp_loss_seed: int = 0
+    _refused: list[int] = field(default_factory=lambda: [0], init=False, repr=False,
+                                compare=False)
+    """How many calls ``calls_status`` has answered (one mutable cell: the rest is frozen)."""
 
     def __post_init__(self) -> None:
         if self.calls_status is not None and self.calls_status not in _STATUS_BODIES:
@@ -136,6 +143,8 @@ class Faults:
                               f"got {self.calls_status}")
         if self.calls_reply is not None and self.calls_reply not in _REPLY_FAULTS.values():
             raise ConfigError(f"unknown calls_reply {self.calls_reply!r}")
+        if self.calls_status_times is not None and self.calls_status_times < 0:
+            raise ConfigError(f"calls_status_times must be >= 0, got {self.calls_status_times}")
         if self.answer_delay_s < 0 or self.retry_after_s < 0:
             raise ConfigError("answer_delay_s and retry_after_s must be >= 0")
         for name in ("rtp_loss", "rtp_loss_sent"):
@@ -155,6 +164,13 @@ class Faults:
             name, _, value = spec.strip().partition("=")
             if name in _STATUS_FAULTS and not value:
                 changes["calls_status"] = _STATUS_FAULTS[name]
+            elif name == "calls-429":
+                changes["calls_status"] = 429
+                try:
+                    changes["calls_status_times"] = int(value)
+                except ValueError:
+                    raise ConfigError(f"fault {name!r} needs a whole number of calls, "
+                                      f"got {value!r}") from None
             elif name in _REPLY_FAULTS and not value:
                 changes["calls_reply"] = _REPLY_FAULTS[name]
             elif name in _FLAG_FAULTS and not value:
@@ -183,7 +199,12 @@ class Faults:
     def active(self) -> bool:
         """True when any fault differs from the default."""
         return any(getattr(self, f.name) != f.default for f in fields(self)
-                   if f.name not in ("retry_after_s", "rtp_loss_seed"))
+                   if f.name not in ("retry_after_s", "rtp_loss_seed", "_refused"))
+
+    @property
+    def calls_refused(self) -> int:
+        """How many ``POST /realtime/calls`` were answered with ``calls_status`` so far."""
+        return self._refused[0]
 
     def rtp_loss_for(self, call_number: int) -> RtpLoss | None:
         """The packet-loss fault of the server's ``call_number``-th call, or None."""
@@ -194,7 +215,9 @@ class Faults:
 
     def calls_response(self) -> web.Response | None:
         """The reply that replaces a ``POST /realtime/calls``, or None to proceed normally."""
-        if self.calls_status is not None:
+        times = self.calls_status_times
+        if self.calls_status is not None and (times is None or self._refused[0] < times):
+            self._refused[0] += 1
             message, error_type, code = _STATUS_BODIES[self.calls_status]
             headers = ({"Retry-After": f"{self.retry_after_s:g}"}
                        if self.calls_status == 429 else None)

@@ -156,7 +156,9 @@ async def test_cli_writes_report_and_plot_and_exit_status(tmp_path, capsys) -> N
     assert (report["scenarios_total"], report["scenarios_passed"]) == (2, 1)
     assert (report["turns_total"], report["turns_passed"]) == (2, 1)
     assert report["speed"] == SPEED
-    assert report["options"] == {"concurrency": 2, "processes": 1, "local": True}
+    assert report["options"] == {"concurrency": 2, "processes": 1, "local": True, "ray": None,
+                                 "max_calls": None, "calls_per_minute": None}
+    assert [s["retries"] for s in report["scenarios"]] == [0, 0]
     assert report["latency_ms"]["reply_done"]["count"] == 2
     assert report["usage"]["output_tokens"] > 0 and report["cost_usd"] > 0
     assert DEFAULT_MODEL in report["prices"]
@@ -170,6 +172,31 @@ async def test_cli_writes_report_and_plot_and_exit_status(tmp_path, capsys) -> N
                                            "reply_done"}
     assert "sk-livetalk-local" not in report_path.read_text()
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_rate_limited_calls_wait_for_retry_after_then_run(make_server, ears) -> None:
+    from livetalk.scenarios.limits import CallLimits, LocalLimiter
+    from livetalk.server.faults import Faults
+
+    scenario = scenario_from_dict({"turns": [{"say": BOOK,
+                                              "expect": {"transcript_contains": BOOK}}]})
+    faults = Faults(calls_status=429, calls_status_times=2, retry_after_s=0.2)
+    limiter = LocalLimiter(CallLimits(max_concurrent=1))
+    async with make_server(port=0, transcriber=ears, realtime_factor=SPEED,
+                           faults=faults) as server:
+        result = await run_scenario(scenario, base_url=server.base_url, api_key=KEY,
+                                    speed=SPEED, limiter=limiter)
+    assert result.passed, result.failures
+    assert result.retries == 2 and faults.calls_refused == 2
+    stats = limiter.statistics()
+    assert (stats.granted, stats.backoffs, stats.in_use, stats.max_in_use) == (3, 2, 0, 1)
+
+    refusing = Faults(calls_status=429, retry_after_s=0.1)  # never clears
+    async with make_server(port=0, faults=refusing) as server:
+        result = await run_scenario(scenario, base_url=server.base_url, api_key=KEY,
+                                    rate_limit_retries=1)
+    assert result.error_kind == "RateLimitError" and result.retries == 1
+    assert refusing.calls_refused == 2 and result.turns == ()
 
 
 async def test_unreachable_server_is_reported_not_raised(tmp_path, capsys) -> None:

@@ -22,7 +22,18 @@ def test_fault_names_parse_into_faults() -> None:
         assert Faults.parse([name.replace("=S", "=1")]).active or name == "retry-after=S"
 
 
-@pytest.mark.parametrize("spec", ["calls-418", "slow-answer=soon", "ice-unreachable=1", ""])
+def test_rate_limit_that_clears_refuses_only_the_first_calls() -> None:
+    faults = Faults.parse(["calls-429=2", "retry-after=0.5"])
+    assert faults == Faults(calls_status=429, calls_status_times=2, retry_after_s=0.5)
+    replies = [faults.calls_response() for _ in range(4)]
+    assert [r is not None and r.status for r in replies] == [429, 429, False, False]
+    assert replies[0] is not None and replies[0].headers["Retry-After"] == "0.5"
+    assert faults.calls_refused == 2
+    assert Faults(calls_status=429).calls_refused == 0  # every Faults counts for itself
+
+
+@pytest.mark.parametrize("spec", ["calls-418", "slow-answer=soon", "ice-unreachable=1",
+                                  "calls-429=x", ""])
 def test_bad_fault_names_are_config_errors(spec: str) -> None:
     with pytest.raises(ConfigError):
         Faults.parse([spec])
