@@ -11,7 +11,8 @@ chained with ``from``, so the original stays available as ``__cause__``::
     │   ├── SessionConfigError               a session object the API would refuse (.code, .param)
     │   ├── ScenarioError                    an invalid scenario file
     │   ├── PriceTableError                  an invalid price table
-    │   └── PlotUnavailable                  plotting needs matplotlib
+    │   ├── PlotUnavailable                  plotting needs matplotlib
+    │   └── RayUnavailable                   --ray: Ray missing, or the cluster unusable as asked
     ├── AudioError                           audio sources and sinks
     │   ├── AudioFormatError (also ValueError)  wrong dtype, shape or rate
     │   ├── AudioFileError                   unreadable or non-audio file
@@ -35,10 +36,11 @@ chained with ``from``, so the original stays available as ``__cause__``::
     │   └── ResponseFailedError              a response ended ``failed``
     ├── CallClosedError                      the call ended abnormally; iterators raise it
     │   (a normal hang-up ends iterators without raising)
-    └── ServerComponentError                 the local server's ears, voice or brain failed
-        ├── TranscriptionError
-        ├── SynthesisError
-        └── BrainError
+    ├── ServerComponentError                 the local server's ears, voice or brain failed
+    │   ├── TranscriptionError
+    │   ├── SynthesisError
+    │   └── BrainError
+    └── RayClusterError                      a test Ray cluster (livetalk.testing) did not start
 
 No exception message ever contains an API key or an ``ek_`` secret: messages quoting the
 server mask key fragments (:func:`mask_secrets`).
@@ -71,6 +73,8 @@ __all__ = [
     "NotFoundError",
     "PlotUnavailable",
     "PriceTableError",
+    "RayClusterError",
+    "RayUnavailable",
     "ProtocolError",
     "RateLimitError",
     "RemoteProtocolError",
@@ -173,6 +177,10 @@ class PriceTableError(ConfigError):
 
 class PlotUnavailable(ConfigError):
     """Plotting needs matplotlib: ``pip install 'livetalk[plot]'``."""
+
+
+class RayUnavailable(ConfigError):
+    """Ray is not installed (``pip install 'livetalk[ray]'``) or cannot be used as asked."""
 
 
 # --- audio -----------------------------------------------------------------------------------
@@ -389,3 +397,8 @@ class SynthesisError(ServerComponentError):
 
 class BrainError(ServerComponentError):
     """The local server's brain failed to produce a reply (the response ends ``failed``)."""
+
+
+class RayClusterError(LivetalkError):
+    """A throwaway Ray cluster of :mod:`livetalk.testing` did not start (the message holds the
+    end of Ray's output)."""

@@ -46,7 +46,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Final
 
-from livetalk.errors import ConfigError
+from livetalk.errors import ConfigError, RayUnavailable
 from livetalk.scenarios.bundle import ScenarioBundle
 from livetalk.scenarios.limits import CallLimits, LimiterStatistics, LocalLimiter
 from livetalk.scenarios.pricing import DEFAULT_PRICES, PriceTable
@@ -110,9 +110,6 @@ CLUSTER_ERROR_KINDS: Final = (WORKER_DIED, TASK_FAILED, INTERRUPTED)
 
 _log = logging.getLogger(__name__)
 
-
-class RayUnavailable(ConfigError):
-    """Ray is not installed (``pip install 'livetalk[ray]'``) or cannot be used as asked."""
 
 
 def _import_ray() -> Any:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from livetalk.protocol.events import Usage
+from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.scenarios.pricing import DEFAULT_PRICES, PriceTable, estimate_cost
 from livetalk.scenarios.schema import Scenario, ScenarioTurn, TurnKind
 
@@ -50,7 +51,7 @@ AUDIO_OUTPUT_TOKENS_PER_S: Final = 20
 TEXT_TOKENS_PER_REPLY_S: Final = 4
 """Text tokens of a reply's transcript per second of speech (about 2.5 words a second)."""
 _CHARS_PER_TOKEN: Final = 4
-_DEFAULT_MODEL: Final = "gpt-realtime"
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,7 @@ def estimate_scenario(scenario: Scenario, *, reply_s: float = ASSUMED_REPLY_S,
     Raises:
         av.error.FFmpegError: an ``audio`` file cannot be probed.
     """
-    model = scenario.session.model or _DEFAULT_MODEL
+    model = scenario.session.model or DEFAULT_MODEL
     instructions = round(len(scenario.session.instructions or "") / _CHARS_PER_TOKEN)
     usage = Usage()
     history = 0  # audio tokens already read by an earlier reply

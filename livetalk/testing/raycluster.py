@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from livetalk.errors import LivetalkError
+from livetalk.errors import RayClusterError
 from livetalk.scenarios.cluster import LOOPBACK_ENV
 
 __all__ = ["LocalRayCluster", "RayClusterError", "TASK_TITLE"]
@@ -54,9 +54,6 @@ _MARK = "LIVETALK_RAY_CLUSTER"
 _READY = b"block forever"  # what ray start --block prints once everything runs
 _INET = re.compile(r'inet_(?:addr|pton)\((?:AF_INET6?, )?"(?P<ip>[^"]+)"')
 
-
-class RayClusterError(LivetalkError):
-    """The cluster did not start (the message holds the end of Ray's output)."""
 
 
 def _free_port() -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.scenarios import DEFAULT_PRICES, estimate_cost, scenario_from_dict
 from livetalk.scenarios.estimate import (
     ASSUMED_SPEECH_WPM,
@@ -38,8 +39,8 @@ def test_conversation_grows_and_history_is_cached() -> None:
     assert u.input_audio_tokens == user + (user + user + reply)
     assert u.cached_audio_tokens == user
     assert u.input_text_tokens == 200 and u.cached_text_tokens == 100
-    assert est.model == "gpt-realtime"
-    assert est.cost_usd == pytest.approx(estimate_cost(u, "gpt-realtime", DEFAULT_PRICES))
+    assert est.model == DEFAULT_MODEL
+    assert est.cost_usd == pytest.approx(estimate_cost(u, DEFAULT_MODEL, DEFAULT_PRICES))
     assert est.cost_usd is not None and est.cost_usd > 0
 
 
