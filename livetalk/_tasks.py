@@ -3,7 +3,8 @@
 :class:`TaskSet` keeps the tasks an object starts (a call's tool runs and reconnects, a server
 session's responses) so that closing the object cancels and awaits every one of them; a task
 that fails is logged, never lost silently. :class:`AsyncClosing` gives an object with an
-async ``close()`` the ``async with`` protocol.
+async ``close()`` the ``async with`` protocol, and :class:`ClosesOnce` makes that ``close()``
+idempotent around a ``_close()`` hook (sources, sinks, recorders).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Self
 
-__all__ = ["AsyncClosing", "TaskSet"]
+__all__ = ["AsyncClosing", "ClosesOnce", "TaskSet"]
 
 
 class TaskSet:
@@ -65,3 +66,23 @@ class AsyncClosing:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class ClosesOnce(AsyncClosing):
+    """Mixin: an idempotent ``close()`` that runs the ``_close()`` hook once."""
+
+    _closed: bool = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Finish and release resources; idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._close()
+
+    async def _close(self) -> None:
+        """Release resources (called once)."""

@@ -25,9 +25,9 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
+from livetalk._tasks import ClosesOnce
 from livetalk.audio.format import API_RATE, PCM
 from livetalk.audio.resample import Resampler
 from livetalk.audio.sinks import Sink, WavSink
@@ -84,7 +84,7 @@ class TeeSource(AudioSource):
                 await self.sink.close()
 
 
-class Recorder:
+class Recorder(ClosesOnce):
     """Records a call's user audio and assistant audio into two files.
 
     The assistant side starts recording at once (from the next chunk received); the user side
@@ -129,7 +129,6 @@ class Recorder:
                     closing.add_done_callback(_closing.discard)
                 raise
             self._pump = asyncio.ensure_future(self._record_assistant(self.assistant_sink))
-        self._closed = False
 
     def tee(self, source: Source) -> Source:
         """Wrap ``source`` so that what it feeds is also written to the user file.
@@ -155,11 +154,8 @@ class Recorder:
             async for chunk in self.call.audio_chunks():
                 await sink.write(chunk)
 
-    async def close(self) -> None:
-        """Stop recording and finish both files; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    async def _close(self) -> None:
+        """Stop recording and finish both files (``close()``, idempotent, calls it once)."""
         pump, self._pump = self._pump, None
         if pump is not None:
             await asyncio.sleep(0)  # let chunks already received reach the file
@@ -177,13 +173,3 @@ class Recorder:
             if self.assistant_sink is not None:
                 await self.assistant_sink.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -23,12 +23,12 @@ import os
 import wave
 from abc import ABC, abstractmethod
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO, Protocol, Self, runtime_checkable
 
 import av
 import numpy as np
 
+from livetalk._tasks import ClosesOnce
 from livetalk.audio.format import API_RATE, PCM, check_pcm, check_rate, samples_to_ms
 from livetalk.errors import AudioError, AudioFileError, AudioFormatError
 
@@ -71,7 +71,7 @@ class Sink(Protocol):
         ...
 
 
-class AudioSink(ABC):
+class AudioSink(ClosesOnce, ABC):
     """Base class of the shipped sinks: validation, closing and ``async with``.
 
     Subclasses implement :meth:`_write` and optionally :meth:`_close`.
@@ -79,17 +79,11 @@ class AudioSink(ABC):
 
     def __init__(self, rate: int) -> None:
         self._rate = check_rate(rate)
-        self._closed = False
 
     @property
     def rate(self) -> int:
         """Sample rate expected by :meth:`write`, in Hz."""
         return self._rate
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
 
     async def write(self, pcm: PCM) -> None:
         """Consume PCM at ``rate``.
@@ -102,29 +96,12 @@ class AudioSink(ABC):
             raise AudioError(f"{type(self).__name__} is closed")
         await self._write(check_pcm(pcm))
 
-    async def close(self) -> None:
-        """Finish and release resources; idempotent."""
-        if not self._closed:
-            self._closed = True
-            await self._close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @abstractmethod
     async def _write(self, pcm: PCM) -> None:
         """Consume validated PCM."""
 
-    async def _close(self) -> None:  # noqa: B027 - an optional hook
-        """Release resources (called once)."""
 
 
 class WavSink(AudioSink):

@@ -21,12 +21,12 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 import av
 import numpy as np
 
+from livetalk._tasks import ClosesOnce
 from livetalk.audio.format import (
     API_RATE,
     CHUNK_MS,
@@ -68,7 +68,7 @@ class Source(Protocol):
         ...
 
 
-class AudioSource(ABC):
+class AudioSource(ClosesOnce, ABC):
     """Base class of the shipped sources: iteration, closing and ``async with``.
 
     Subclasses implement :meth:`_next_chunk` (return None at the end) and optionally
@@ -78,7 +78,6 @@ class AudioSource(ABC):
     def __init__(self, rate: int) -> None:
         self._rate = check_rate(rate)
         self._chunk = ms_to_samples(CHUNK_MS, self._rate)
-        self._closed = False
 
     @property
     def rate(self) -> int:
@@ -89,11 +88,6 @@ class AudioSource(ABC):
     def chunk_samples(self) -> int:
         """Samples in a full 100 ms chunk."""
         return self._chunk
-
-    @property
-    def closed(self) -> bool:
-        """True once the source was closed or exhausted."""
-        return self._closed
 
     def __aiter__(self) -> Self:
         return self
@@ -112,28 +106,14 @@ class AudioSource(ABC):
         return chunk
 
     async def aclose(self) -> None:
-        """Close the source and release its resources; idempotent."""
-        if not self._closed:
-            self._closed = True
-            await self._close()
+        """Close the source and release its resources; idempotent (as :meth:`close`)."""
+        await self.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @abstractmethod
     async def _next_chunk(self) -> PCM | None:
         """Return the next chunk, or None at the end."""
 
-    async def _close(self) -> None:  # noqa: B027 - an optional hook
-        """Release resources (called once)."""
 
 
 class ArraySource(AudioSource):

@@ -39,6 +39,7 @@ import numpy as np
 from aiohttp import BodyPartReader, WSMsgType, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from livetalk._tasks import TaskSet
 from livetalk.audio.clock import MediaClock
 from livetalk.audio.resample import resample
 from livetalk.errors import ConfigError, LivetalkError, LocalProtocolError, SessionConfigError
@@ -211,7 +212,7 @@ class LocalServer:
         self._calls_answered = 0
         self.ws_sessions: set[ServerSession] = set()
         self._secrets: dict[str, _Secret] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(log, "the local server")
         self._runner: web.AppRunner | None = None
         self.app = self._make_app()
 
@@ -247,10 +248,7 @@ class LocalServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
 
     def expire_secrets(self) -> None:
         """Expire every ``ek_`` secret minted so far (a test hook: the next use gets 401)."""
@@ -258,9 +256,7 @@ class LocalServer:
             secret.expires_at = min(secret.expires_at, time.time())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     async def __aenter__(self) -> LocalServer:
         await self.start()
