@@ -65,6 +65,7 @@ from livetalk.protocol.events import (
     OutputAudioBufferCleared,
     OutputAudioBufferStarted,
     OutputAudioBufferStopped,
+    ResponseContentPartAdded,
     ResponseContentPartDone,
     ResponseCreated,
     ResponseDone,
@@ -107,6 +108,10 @@ own (about 150 words a minute)."""
 
 _SPEECH_COMMIT_GRACE_S: Final = 5.0
 """A ``speech_stopped`` that no commit follows within this long stops counting as pending."""
+
+_AUDIO_START_GRACE_S: Final = 5.0
+"""Server playout: a reply with audio whose ``output_audio_buffer.started`` has not come this
+long after its ``response.done``, while no other reply plays, is taken as never played."""
 
 
 class Role(StrEnum):
@@ -296,6 +301,8 @@ class _Item:
 @dataclass(slots=True)
 class _Response:
     status: str | None = None  # set at response.done
+    done_at: float | None = None
+    has_audio: bool = False  # an audio content part: server playout will start it
     usage: Usage | None = None
     audio_started_at: float | None = None  # output_audio_buffer.started (server playout)
     audio_ended_at: float | None = None  # .stopped or .cleared
@@ -542,6 +549,9 @@ class Conversation:
                 if event.response_id is not None:
                     self._active[event.response_id] = None
                     self._responses.setdefault(event.response_id, _Response())
+            case ResponseContentPartAdded():
+                if event.part.get("type") == "audio":
+                    self._responses.setdefault(event.response_id, _Response()).has_audio = True
             case ResponseOutputItemAdded():
                 self._on_output_item(event.item, event.response_id, done=False)
             case ResponseOutputItemDone():
@@ -621,6 +631,10 @@ class Conversation:
             end = self._client_playout_end(item)
             if end is not None:
                 deadlines.append(end)
+            resp = self._responses.get(item.response_id or "")
+            if (self.playout is Playout.SERVER and resp is not None and resp.has_audio
+                    and resp.done_at is not None and resp.audio_started_at is None):
+                deadlines.append(resp.done_at + _AUDIO_START_GRACE_S)
         deadlines.extend(s.stopped_at + _SPEECH_COMMIT_GRACE_S
                          for s in self._speech.values() if s.stopped_at is not None)
         return min(deadlines, default=None)
@@ -764,6 +778,7 @@ class Conversation:
         self._active.pop(response_id, None)
         resp = self._responses.setdefault(response_id, _Response())
         resp.status = event.status or TurnStatus.COMPLETED.value
+        resp.done_at = now
         resp.usage = event.usage
         if resp.usage is not None:
             self._usage_total = self._usage_total + resp.usage
@@ -796,7 +811,14 @@ class Conversation:
 
     def _playout_over(self, item: _Item, resp: _Response, now: float) -> bool:
         if self.playout is Playout.SERVER:
-            return resp.audio_started_at is None or resp.audio_ended_at is not None
+            if resp.audio_ended_at is not None:
+                return True
+            if resp.audio_started_at is not None:
+                return False
+            # not started: a reply queued behind another one starts when that one ends
+            return not resp.has_audio or (
+                not self.assistant_speaking() and resp.done_at is not None
+                and now >= resp.done_at + _AUDIO_START_GRACE_S)
         if self.playout is Playout.CLIENT:
             end = self._client_playout_end(item)
             return end is None or now >= end

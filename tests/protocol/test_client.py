@@ -418,3 +418,30 @@ def test_replayed_history_is_sent_but_never_released_again() -> None:
         p.feed("conversation.item.added", item=item, previous_item_id=None)
         p.feed("conversation.item.done", item=item, previous_item_id=None)
     assert not [o for o in p.outputs if isinstance(o, Turn)]
+
+
+def test_a_reply_queued_behind_another_ones_audio_ends_after_its_own_audio() -> None:
+    """Server playout queues the second reply's audio after the first: its turn waits for its
+    own started/stopped, not for its response.done."""
+    p = Peer()
+    p.reply("resp_1", "item_1", "first reply", tag=None)
+    p.feed("output_audio_buffer.started", response_id="resp_1")
+    second = {"id": "item_2", "object": "realtime.item", "type": "message",
+              "role": "assistant", "status": "completed",
+              "content": [{"type": "output_audio", "transcript": "second"}]}
+    ids = {"response_id": "resp_2", "item_id": "item_2", "output_index": 0, "content_index": 0}
+    p.feed("response.created", response=_response("resp_2", "in_progress"))
+    p.feed("response.output_item.added", response_id="resp_2", output_index=0,
+           item={**second, "status": "in_progress", "content": []})
+    p.feed("response.content_part.added", **ids, part={"type": "audio", "transcript": ""})
+    p.feed("response.output_item.done", response_id="resp_2", output_index=0, item=second)
+    p.feed("response.done", response=_response("resp_2", "completed", output=[second]))
+    p.tick(10.0)  # long after: still queued behind the first reply's audio
+    assert [t.item_id for t in p.outputs if isinstance(t, Turn)] == []
+    p.feed("output_audio_buffer.stopped", response_id="resp_1")
+    p.feed("output_audio_buffer.started", response_id="resp_2")
+    p.clock.now += 1.5
+    p.feed("output_audio_buffer.stopped", response_id="resp_2")
+    turns = [t for t in p.outputs if isinstance(t, Turn)]
+    assert [t.item_id for t in turns] == ["item_1", "item_2"]
+    assert turns[1].audio_ms == pytest.approx(1500)
