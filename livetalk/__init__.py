@@ -46,6 +46,8 @@ _LAZY: dict[str, str] = {
     # errors
     "LivetalkError": "livetalk.errors",
     "ConfigError": "livetalk.errors",
+    "MissingAPIKeyError": "livetalk.errors",
+    "MissingExtraError": "livetalk.errors",
     "AudioError": "livetalk.errors",
     "AudioFormatError": "livetalk.errors",
     "AudioFileError": "livetalk.errors",

@@ -6,6 +6,8 @@ underneath (httpx, aiortc, PyAV, PortAudio) are translated at the boundary and c
 
     LivetalkError
     ├── ConfigError (also ValueError)        invalid config or arguments, caught before the wire
+    │   └── MissingAPIKeyError               no api_key given and no OPENAI_API_KEY set
+    ├── MissingExtraError (also ImportError) an optional extra is not installed
     ├── AudioError                           audio sources and sinks
     │   ├── AudioFormatError (also ValueError)  wrong dtype, shape or rate
     │   ├── AudioFileError                   unreadable or non-audio file
@@ -42,6 +44,8 @@ __all__ = [
     "ConnectTimeout",
     "LivetalkError",
     "LocalProtocolError",
+    "MissingAPIKeyError",
+    "MissingExtraError",
     "NotFoundError",
     "ProtocolError",
     "RateLimitError",
@@ -57,6 +61,24 @@ class LivetalkError(Exception):
 
 class ConfigError(LivetalkError, ValueError):
     """An invalid configuration value, detected before anything was sent."""
+
+
+class MissingAPIKeyError(ConfigError):
+    """No API key was given and ``OPENAI_API_KEY`` is not set."""
+
+
+class MissingExtraError(LivetalkError, ImportError):
+    """A feature needs an optional extra that is not installed.
+
+    The message names the extra and the ``pip install`` command that adds it.
+
+    Attributes:
+        extra: the extra to install (``"server"``, ``"vad"``, ...).
+    """
+
+    def __init__(self, message: str, *, extra: str, name: str | None = None) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 class AudioError(LivetalkError):

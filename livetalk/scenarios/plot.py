@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from livetalk._extras import install_hint
 from livetalk.errors import ConfigError
 from livetalk.scenarios.report import LATENCY_METRICS, latency_values, percentile
 from livetalk.scenarios.runner import ScenarioResult
@@ -49,7 +50,7 @@ def plot_latencies(results: Sequence[ScenarioResult], path: str | Path, *,
         from matplotlib.figure import Figure
     except ImportError:
         raise PlotUnavailable(
-            "--plot needs matplotlib: pip install 'livetalk[plot]'"
+            f"plot_latencies() needs the 'plot' extra (matplotlib): {install_hint('plot')}"
         ) from None
     values = latency_values(results)
     metrics = [m for m in LATENCY_METRICS if values[m]]

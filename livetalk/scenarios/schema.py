@@ -33,6 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from livetalk._extras import install_hint
 from livetalk.errors import ConfigError
 from livetalk.protocol.session import SessionConfig
 
@@ -415,7 +416,7 @@ def _parse(path: Path) -> Any:
     try:
         import yaml
     except ImportError:
-        raise ScenarioError("reading YAML needs PyYAML: pip install 'livetalk[scenarios]' "
+        raise ScenarioError(f"reading YAML needs PyYAML: {install_hint('scenarios')} "
                             "(or write the scenario as .json)", path=path) from None
     try:
         return yaml.safe_load(text)

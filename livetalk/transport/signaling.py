@@ -18,6 +18,7 @@ from livetalk.errors import (
     APIStatusError,
     AuthenticationError,
     ConfigError,
+    MissingAPIKeyError,
     NotFoundError,
     RateLimitError,
     SignalingError,
@@ -47,10 +48,10 @@ def resolve_base_url(base_url: str | None) -> str:
 
 
 def resolve_api_key(api_key: str | None) -> str:
-    """The explicit key, else ``OPENAI_API_KEY``; raises ConfigError when there is none."""
+    """The explicit key, else ``OPENAI_API_KEY``; raises MissingAPIKeyError when there is none."""
     key = api_key or os.environ.get("OPENAI_API_KEY")
     if not key:
-        raise ConfigError(
+        raise MissingAPIKeyError(
             "no API key: pass api_key=..., or set OPENAI_API_KEY (a standard key, or an ek_ "
             "client secret minted by your backend)"
         )

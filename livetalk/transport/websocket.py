@@ -35,6 +35,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 import numpy as np
 
+from livetalk._extras import require
 from livetalk.audio.clock import Clock, MediaClock
 from livetalk.audio.format import API_RATE, CHUNK_MS, PCM, Chunker, check_pcm, ms_to_samples
 from livetalk.audio.resample import Resampler
@@ -251,14 +252,12 @@ class WebSocketTransport:
             APIStatusError: any other refusal of the handshake.
             SignalingError: the server is unreachable or did not speak WebSocket.
             ConnectTimeout: no handshake within ``connect_timeout``.
-            ConfigError: the ``websockets`` package is missing.
+            MissingExtraError: the ``websockets`` package is missing (``websocket`` extra).
         """
-        try:
-            from websockets.asyncio.client import connect as ws_connect
-            from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
-        except ImportError as exc:
-            raise ConfigError("the WebSocket transport needs the websockets package: "
-                              "pip install 'livetalk[websocket]'") from exc
+        require("websocket", "the WebSocket transport")
+        from websockets.asyncio.client import connect as ws_connect
+        from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
+
         if self._closed or self._open:
             raise ConnectError("a WebSocketTransport connects only once; create a new one")
         self._on_message, self._on_closed = on_message, on_closed
