@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, replace
@@ -36,6 +37,8 @@ import numpy as np
 from livetalk._feed import Feed
 from livetalk.audio.clock import MediaClock
 from livetalk.audio.history import AudioHistory
+from livetalk.audio.sinks import Sink, WavSink
+from livetalk.audio.sources import FileSource, Source
 from livetalk.audio.vad import SpeechStarted, SpeechStopped
 from livetalk.errors import (
     CallClosedError,
@@ -493,12 +496,15 @@ class Call:
         """Queue int16 mono PCM at ``rate`` for sending (non-blocking)."""
         self._transport.send_audio(pcm, rate)
 
-    async def stream(self, source: Any) -> None:
+    async def stream(self, source: Source | str | os.PathLike[str]) -> None:
         """Send every chunk of an audio source, paced in real time (or at the clock's speed).
 
-        Returns when the source is exhausted and its audio has been sent. Cancelling stops
-        the stream and drops what is queued.
+        ``source`` is any :class:`~livetalk.audio.sources.Source`, or the path of an audio
+        file (read with ``FileSource``). Returns when the source is exhausted and its audio
+        has been sent. Cancelling stops the stream and drops what is queued.
         """
+        if isinstance(source, str | os.PathLike):
+            source = FileSource(source)
         try:
             await self._transport.play(source)
         except asyncio.CancelledError:
@@ -646,14 +652,24 @@ class Call:
         """Model audio as int16 mono 24 kHz chunks, from the moment you start reading."""
         return aiter(self._audio)
 
-    def record_to(self, sink: Any) -> None:
-        """Write the model audio to a sink (``WavSink``, ``BufferSink``...) until close."""
+    def record_to(self, sink: Sink | str | os.PathLike[str]) -> Sink:
+        """Write the model audio to ``sink`` until the call closes, then close the sink.
+
+        ``sink`` is any :class:`~livetalk.audio.sinks.Sink` (``WavSink``, ``BufferSink``...)
+        or the path of a file to create (a ``WavSink``: ``.wav``, ``.ogg``, ``.mp3``...).
+
+        Returns:
+            The sink written to.
+        """
+        if isinstance(sink, str | os.PathLike):
+            sink = WavSink(sink)
 
         async def pump() -> None:
             async for chunk in self._audio:
                 await sink.write(chunk)
 
         self._sink_tasks.append((asyncio.ensure_future(pump()), sink))
+        return sink
 
     @property
     def turns_so_far(self) -> list[Turn]:

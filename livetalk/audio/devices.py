@@ -141,8 +141,8 @@ def _negotiate_rate(sd: Any, device: int | str | None, rate: int, kind: str) -> 
     which = "the default" if device is None else repr(device)
     what = "microphone" if kind == "input" else "speaker"
     raise AudioDeviceError(
-        f"no usable audio {kind} device ({which}: {first}): connect a {what} or pass device= "
-        "(see `livetalk devices`)"
+        f"no usable audio {kind} device ({which}: {first}): connect a {what} or pass another "
+        "device= (list_devices() shows them)"
     ) from first
 
 

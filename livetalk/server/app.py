@@ -95,6 +95,7 @@ class ServerCall:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     sidebands: list[web.WebSocketResponse] = field(default_factory=list)
     loss: RtpLoss | None = None
+    started: float = field(default_factory=time.monotonic)
 
     def __repr__(self) -> str:
         return f"<ServerCall {self.id} {self.pc.connectionState}{' closed' if self.closed else ''}>"
@@ -215,7 +216,9 @@ class LocalServer:
 
     async def start(self) -> None:
         """Bind and start serving."""
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        # one line per request on "livetalk.server.access" when INFO is enabled for it
+        self._runner = web.AppRunner(self.app, handle_signals=False,
+                                     access_log=logging.getLogger(f"{log.name}.access"))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -385,6 +388,7 @@ class LocalServer:
 
     def _wire_call(self, call: ServerCall) -> None:
         pc, session = call.pc, call.session
+        session.add_listener(_error_logger(call.id))
 
         @pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:
@@ -416,6 +420,8 @@ class LocalServer:
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
+            if pc.connectionState == "connected":
+                log.info("%s connected (WebRTC, %s)", call.id, session.session.get("model"))
             if pc.connectionState in ("failed", "closed"):
                 await self._close_call(call)
 
@@ -434,6 +440,7 @@ class LocalServer:
         if call.closed:
             return
         call.closed = True
+        log.info("%s closed after %.1f s", call.id, time.monotonic() - call.started)
         self.calls.pop(call.id, None)
         for timer in call.timers:
             timer.cancel()
@@ -504,6 +511,7 @@ class LocalServer:
         # twice the event cap: a moderately oversized event gets an error event and the
         # session lives on; a grossly oversized frame closes the socket with 1009
         ws = web.WebSocketResponse(max_msg_size=2 * self.max_event_bytes, heartbeat=None)
+        started = time.monotonic()
         await ws.prepare(request)
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
@@ -527,6 +535,9 @@ class LocalServer:
                 realtime_factor=self.realtime_factor, audio_deltas=True,
             )
             self.ws_sessions.add(session)
+            name = f"ws_{secrets.token_hex(4)}"
+            log.info("%s connected (WebSocket, %s)", name, session.session.get("model"))
+            session.add_listener(_error_logger(name))
             session.add_listener(listener)
             session.start()
         write_task = asyncio.ensure_future(writer())
@@ -549,6 +560,7 @@ class LocalServer:
             else:
                 self.ws_sessions.discard(session)
                 await session.close()
+                log.info("%s closed after %.1f s", name, time.monotonic() - started)
         return ws
 
 
@@ -686,6 +698,17 @@ async def _envelope(request: web.Request,
         log.exception("unhandled error in %s %s", request.method, request.path)
         return _error(500, "The server had an error while processing your request.",
                       code=None, error_type="server_error")
+
+
+def _error_logger(name: str) -> Callable[[dict[str, Any]], None]:
+    """A session listener logging each ``error`` event of call ``name`` as one line."""
+
+    def listener(event: dict[str, Any]) -> None:
+        if event.get("type") == "error":
+            error = event.get("error") or {}
+            log.info("%s error %s: %s", name, error.get("code"), error.get("message"))
+
+    return listener
 
 
 def _invalid_offer() -> web.Response:
