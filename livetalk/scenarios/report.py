@@ -4,7 +4,7 @@
 JSON-ready dict::
 
     {
-      "livetalk_version": "0.1.0", "created_at": "2025-...Z",
+      "livetalk_version": "X.Y.Z", "created_at": "2025-...Z",
       "base_url": "http://127.0.0.1:8765/v1", "speed": 1.0,
       "passed": false, "scenarios_total": 2, "scenarios_passed": 1, "turns_total": 5,
       "turns_passed": 4,
