@@ -468,10 +468,12 @@ def scenario_phrases(scenarios: Iterable[Scenario | str | Path]) -> list[str]:
     ``phrases=``.
 
     The local server recognises speech only reliably when its phrase list holds what is said;
-    start it with ``serve(phrases=scenario_phrases(files))``.
+    start it with ``serve(phrases=scenario_phrases(files))``. Paths may be files or folders
+    (as for :func:`load_scenarios`).
     """
     phrases: dict[str, None] = {}
     for item in scenarios:
-        scenario = item if isinstance(item, Scenario) else load_scenario(item)
-        phrases.update(dict.fromkeys(scenario.phrases))
+        loaded = [item] if isinstance(item, Scenario) else load_scenarios([item])
+        for scenario in loaded:
+            phrases.update(dict.fromkeys(scenario.phrases))
     return list(phrases)

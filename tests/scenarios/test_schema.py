@@ -89,6 +89,7 @@ def test_json_file_and_folders(folder: Path) -> None:
     scenarios = load_scenarios([folder])
     assert [s.name for s in scenarios] == ["a", "second"]
     assert scenario_phrases([*scenarios, folder / "a.yml"]) == ["one", "two"]
+    assert scenario_phrases([folder]) == ["one", "two"]  # a folder, as for load_scenarios
 
 
 def test_the_shipped_examples_are_valid(tmp_path: Path) -> None:
