@@ -1,52 +1,67 @@
-# The two set-up commands of the README: `make demo` and `make test`.
+# The set-up commands of the README: `make demo` and `make test`; `make dist` builds the release.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev
+# editable_mode=compat: a plain path entry, so that type checkers (mypy) see the package too
+EDITABLE := --config-settings editable_mode=compat
+STAMP_DEMO := $(VENV)/.installed-demo
+STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast test-realapi bench bench-more bench-echo lint clean
+.PHONY: demo test test-fast test-realapi bench bench-more bench-echo lint dist clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	touch $(STAMP)
+# the demo needs the library and the local server only
+$(STAMP_DEMO): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install -q $(EDITABLE) -e ".[server]"
+	touch $(STAMP_DEMO)
 
-demo: $(STAMP)
+# everything: all extras and the test, lint and packaging tools
+$(STAMP_DEV): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install -q $(EDITABLE) -e ".[dev]"
+	touch $(STAMP_DEMO) $(STAMP_DEV)
+
+demo: $(STAMP_DEMO)
 	$(BIN)/python -m livetalk demo --out demo-reply.wav
 
-test: $(STAMP)
+test: $(STAMP_DEV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not realapi"
 
 # the unit tests only (no real calls): seconds
-test-fast: $(STAMP)
+test-fast: $(STAMP_DEV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not realapi"
 
 # smoke tests against the real OpenAI API (needs OPENAI_API_KEY; costs a few cents; see
 # docs/fidelity.md). Never part of `make test`.
-test-realapi: $(STAMP)
+test-realapi: $(STAMP_DEV)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m realapi tests/realapi
 
-bench: $(STAMP)
+bench: $(STAMP_DEV)
 	$(BIN)/python -m bench.run_all
 
 # the longer comparisons of docs/measurements.md: VAD paths, packet loss, load (~12 min),
 # and scenarios at scale (docs/researchers.md, ~8 min)
-bench-more: $(STAMP)
+bench-more: $(STAMP_DEV)
 	$(BIN)/python -m bench.vad_paths
 	$(BIN)/python -m bench.loss
 	$(BIN)/python -m bench.load_turns
 	$(BIN)/python -m bench.scenarios_scale
 
 # the echo modes in simulated rooms, offline and over real calls (docs/performance.md, ~25 min)
-bench-echo: $(STAMP)
+bench-echo: $(STAMP_DEV)
 	$(BIN)/python -m bench.echo
 
-lint: $(STAMP)
+lint: $(STAMP_DEV)
 	$(BIN)/ruff check livetalk tests bench examples
 	$(BIN)/mypy livetalk
 
+# the sdist and the wheel in dist/, checked the way PyPI checks them
+dist: $(STAMP_DEV)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

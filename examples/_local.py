@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-DEMO_WAV = Path(__file__).resolve().parent.parent / "livetalk" / "data" / "demo.wav"
-DEMO_PHRASES = DEMO_WAV.with_name("demo_phrases.txt")
+from livetalk.data import DEMO_PHRASES, DEMO_WAV
+
+__all__ = ["DEMO_PHRASES", "DEMO_WAV", "endpoint"]
 
 
 @contextlib.asynccontextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -35,7 +36,7 @@ from livetalk._tasks import AsyncClosing, TaskSet
 from livetalk.audio.format import API_RATE
 from livetalk.audio.history import AudioHistory
 from livetalk.audio.sinks import Sink, WavSink
-from livetalk.audio.sources import SilenceSource, Source
+from livetalk.audio.sources import FileSource, SilenceSource, Source
 from livetalk.audio.vad import SpeechStarted
 from livetalk.errors import (
     CallClosedError,
@@ -604,13 +605,16 @@ class Call(AsyncClosing):
         """Queue int16 mono PCM at ``rate`` for sending (non-blocking)."""
         self._transport.send_audio(pcm, rate)
 
-    async def stream(self, source: Source) -> None:
+    async def stream(self, source: Source | str | os.PathLike[str]) -> None:
         """Send every chunk of an audio source, paced in real time (or at the clock's speed).
 
-        Returns when the source is exhausted and its audio has been sent. Cancelling stops
-        the stream and drops what is queued. To end a call cleanly after the input ends, use
-        :meth:`finish`.
+        ``source`` is any :class:`~livetalk.audio.sources.Source`, or the path of an audio
+        file (read with ``FileSource``). Returns when the source is exhausted and its audio
+        has been sent. Cancelling stops the stream and drops what is queued. To end a call
+        cleanly after the input ends, use :meth:`finish`.
         """
+        if isinstance(source, str | os.PathLike):
+            source = FileSource(source)
         try:
             await self._transport.play(source)
         except asyncio.CancelledError:
@@ -702,16 +706,23 @@ class Call(AsyncClosing):
         """Things that happened to the call itself: reconnects, recycles, route errors."""
         return aiter(self._notices)
 
-    def record_to(self, sink: Sink | str) -> None:
-        """Write the model audio to a sink (``WavSink``, ``BufferSink``...) or a WAV file
-        path until the call closes."""
-        target: Sink = WavSink(sink, rate=API_RATE) if isinstance(sink, str) else sink
+    def record_to(self, sink: Sink | str | os.PathLike[str]) -> Sink:
+        """Write the model audio to ``sink`` until the call closes, then close the sink.
+
+        ``sink`` is any :class:`~livetalk.audio.sinks.Sink` (``WavSink``, ``BufferSink``...)
+        or the path of a file to create (a ``WavSink``: ``.wav``, ``.ogg``, ``.mp3``...).
+
+        Returns:
+            The sink written to.
+        """
+        target: Sink = WavSink(sink) if isinstance(sink, str | os.PathLike) else sink
 
         async def pump() -> None:
             async for chunk in self._audio:
                 await target.write(chunk)
 
         self._sink_tasks.append((asyncio.ensure_future(pump()), target))
+        return target
 
     async def wait_for_turns(self, count: int, *, role: str | None = None,
                              timeout: float | None = None) -> list[Turn]:

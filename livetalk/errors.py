@@ -6,13 +6,12 @@ chained with ``from``, so the original stays available as ``__cause__``::
 
     LivetalkError
     ├── ConfigError (also ValueError)        invalid config or arguments, caught before the wire
-    │   ├── MissingAPIKeyError               no key given and OPENAI_API_KEY unset
-    │   ├── MissingExtraError                an optional extra is not installed
+    │   ├── MissingAPIKeyError               no api_key given and no OPENAI_API_KEY set
     │   ├── SessionConfigError               a session object the API would refuse (.code, .param)
     │   ├── ScenarioError                    an invalid scenario file
     │   ├── PriceTableError                  an invalid price table
-    │   ├── PlotUnavailable                  plotting needs matplotlib
-    │   └── RayUnavailable                   --ray: Ray missing, or the cluster unusable as asked
+    │   └── RayUnavailable                   --ray: the Ray cluster cannot be used as asked
+    ├── MissingExtraError (also ImportError) an optional extra is not installed
     ├── AudioError                           audio sources and sinks
     │   ├── AudioFormatError (also ValueError)  wrong dtype, shape or rate
     │   ├── AudioFileError                   unreadable or non-audio file
@@ -71,7 +70,6 @@ __all__ = [
     "MissingAPIKeyError",
     "MissingExtraError",
     "NotFoundError",
-    "PlotUnavailable",
     "PriceTableError",
     "RayClusterError",
     "RayUnavailable",
@@ -115,18 +113,6 @@ class ConfigError(LivetalkError, ValueError):
 
 class MissingAPIKeyError(ConfigError):
     """No API key: pass ``api_key=`` (``--api-key`` on the command line) or set OPENAI_API_KEY."""
-
-
-class MissingExtraError(ConfigError):
-    """A feature needs an optional extra that is not installed.
-
-    Attributes:
-        extra: the extra to install, e.g. ``"server"`` for ``pip install 'livetalk[server]'``.
-    """
-
-    def __init__(self, message: str, *, extra: str) -> None:
-        self.extra = extra
-        super().__init__(message)
 
 
 class SessionConfigError(ConfigError):
@@ -175,12 +161,25 @@ class PriceTableError(ConfigError):
     """An invalid price table."""
 
 
-class PlotUnavailable(ConfigError):
-    """Plotting needs matplotlib: ``pip install 'livetalk[plot]'``."""
-
-
 class RayUnavailable(ConfigError):
-    """Ray is not installed (``pip install 'livetalk[ray]'``) or cannot be used as asked."""
+    """The Ray cluster cannot be used as asked (unreachable address, conflicting options).
+
+    A missing Ray package is a :class:`MissingExtraError` like every other missing extra.
+    """
+
+
+class MissingExtraError(LivetalkError, ImportError):
+    """A feature needs an optional extra that is not installed.
+
+    The message names the extra and the ``pip install`` command that adds it.
+
+    Attributes:
+        extra: the extra to install (``"server"``, ``"vad"``, ...).
+    """
+
+    def __init__(self, message: str, *, extra: str, name: str | None = None) -> None:
+        super().__init__(message, name=name)
+        self.extra = extra
 
 
 # --- audio -----------------------------------------------------------------------------------

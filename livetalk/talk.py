@@ -9,48 +9,49 @@
     input_audio_buffer.speech_started while the assistant plays -> SpeakerSink.clear()
 
 It runs until ``stop`` is set, the call ends, or the task is cancelled (Ctrl-C), then prints a
-one-line summary. :func:`run_talk` and :func:`run_devices` are the command-line entry points;
-:func:`add_talk_parser` and :func:`add_devices_parser` add their sub-commands to an argparse
-parser. Without PortAudio or a usable device they print one line saying what is missing and
-return exit status 7.
+one-line summary. Without PortAudio or a usable device it raises
+:class:`~livetalk.errors.AudioDeviceError` before connecting; without the ``devices`` extra,
+:class:`~livetalk.errors.MissingExtraError`. The ``livetalk talk`` command
+(:mod:`livetalk.cli.talk`) runs it from the shell.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Protocol
 
-from livetalk.audio.devices import DeviceInfo, MicrophoneSource, SpeakerSink, list_devices
+from livetalk._text import plural
+from livetalk.audio.devices import MicrophoneSource, SpeakerSink
 from livetalk.audio.echo import EchoControl, EchoMode, default_echo_mode, make_echo_control
 from livetalk.errors import AudioDeviceError, ConfigError
 from livetalk.protocol import events as ev
 from livetalk.protocol.conversation import Turn
 from livetalk.protocol.events import Usage
-from livetalk.protocol.session import DEFAULT_MODEL, ServerVAD, SessionConfig, Transcription
+from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 
 __all__ = [
     "LiveTranscript",
     "TalkSummary",
-    "add_devices_parser",
-    "add_talk_parser",
+    "TextOutput",
     "headphones_hint",
-    "run_devices",
-    "run_talk",
     "talk",
 ]
 
 _HEADPHONE_WORDS = ("headphone", "headset", "earphone", "earbud", "airpods", "buds")
-_NO_DEVICES = (
-    "no audio devices found: connect a microphone and speakers or headphones, and check that "
-    "your user may use them (e.g. the 'audio' group on Linux)"
-)
+
+
+class TextOutput(Protocol):
+    """Where :class:`LiveTranscript` writes: ``sys.stdout``, a file, any text stream."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def isatty(self) -> bool: ...
 
 
 # ---------------------------------------------------------------------- the summary
@@ -98,8 +99,9 @@ class TalkSummary:
         """The summary as one human-readable line."""
         u = self.usage
         return (
-            f"ended after {self.duration_s:.1f} s: {self.user_turns} user and "
-            f"{self.assistant_turns} assistant turns; {u.total_tokens} tokens "
+            f"ended after {self.duration_s:.1f} s: {plural(self.user_turns, 'user turn')} and "
+            f"{plural(self.assistant_turns, 'assistant turn')}; "
+            f"{plural(u.total_tokens, 'token')} "
             f"(in {u.input_tokens}, out {u.output_tokens}); mic overflows "
             f"{self.mic_overflows}; playout underruns {self.playout_underruns}; barge-ins "
             f"{self.barge_ins}; mic silenced {self.mic_silenced_ms / 1000:.1f} s "
@@ -129,7 +131,8 @@ class LiveTranscript:
         width: the terminal width; default: asked from the terminal.
     """
 
-    def __init__(self, out: TextIO, *, live: bool | None = None, width: int | None = None):
+    def __init__(self, out: TextOutput, *, live: bool | None = None,
+                 width: int | None = None) -> None:
         self.out = out
         self.live = out.isatty() if live is None else live
         self.width = width if width is not None else shutil.get_terminal_size().columns
@@ -159,9 +162,13 @@ class LiveTranscript:
 
     def turn(self, turn: Turn) -> None:
         """Commit a completed turn on its own line."""
-        self._pending.pop(turn.item_id, None)
-        status = "" if turn.status == "completed" else f" [{turn.status}]"
-        self.message(f"{turn.role:>9}: {turn.text}{status}")
+        self.commit(turn.item_id, str(turn.role), turn.text, str(turn.status))
+
+    def commit(self, item_id: str, role: str, text: str, status: str = "completed") -> None:
+        """Commit a finished message on its own line (replacing its live line)."""
+        self._pending.pop(item_id, None)
+        suffix = "" if status == "completed" else f" [{status}]"
+        self.message(f"{role:>9}: {text}{suffix}")
 
     def message(self, text: str) -> None:
         """Write a line of its own (a hint, a status), keeping the live line below it."""
@@ -236,7 +243,7 @@ async def talk(
     echo: EchoMode | str | None = None,
     headphones: bool = False,
     sd: Any = None,
-    out: TextIO = sys.stdout,
+    out: TextOutput = sys.stdout,
     session: SessionConfig | dict[str, Any] | None = None,
     stop: asyncio.Event | None = None,
     live: bool | None = None,
@@ -283,8 +290,8 @@ async def talk(
     """
     import livetalk
 
-    mic = MicrophoneSource(input_device, sd=sd)
-    speaker = SpeakerSink(output_device, sd=sd)
+    mic = _open(MicrophoneSource, input_device, sd, "input_device")
+    speaker = _open(SpeakerSink, output_device, sd, "output_device")
     if echo is None:
         echo = default_echo_mode(headphones or _looks_like_headphones(speaker.name))
     try:
@@ -305,7 +312,8 @@ async def talk(
     )
     started = time.monotonic()
     barge_ins = 0
-    display.message(f"connected ({call.call_id}); speak now, Ctrl-C to stop")
+    where = f" ({call.call_id})" if call.call_id else ""
+    display.message(f"connected{where}; speak now, Ctrl-C to stop")
 
     latency_known = False
 
@@ -371,6 +379,14 @@ async def talk(
     return summary
 
 
+def _open(kind: Any, device: int | str | None, sd: Any, param: str) -> Any:
+    """Open a device; its errors name this function's parameter (``input_device=``)."""
+    try:
+        return kind(device, sd=sd)
+    except AudioDeviceError as exc:
+        raise AudioDeviceError(str(exc).replace(" device=", f" {param}=")) from exc.__cause__
+
+
 async def _close_all(mic: MicrophoneSource, call: Any, speaker: SpeakerSink) -> None:
     """Stop the microphone, hang up, stop the speaker; every step runs even if one fails."""
     try:
@@ -397,109 +413,3 @@ def _summarize(call: Any, started: float, mic: MicrophoneSource, speaker: Speake
         mic_silenced_ms=control.stats()["silenced_ms"],
         echo_erle_db=control.stats().get("erle_db"),
     )
-
-
-# ---------------------------------------------------------------------- the command line
-def _device(value: str) -> int | str:
-    """A device given on the command line: an index if it is a number, else a name."""
-    return int(value) if value.strip().lstrip("-").isdigit() else value
-
-
-def add_talk_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``livetalk talk`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``).
-
-    Run the parsed arguments with ``await run_talk(args)``.
-    """
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "talk", help="talk with the model through the microphone and the speaker")
-    p.add_argument("--base-url", help="API base URL (default OPENAI_BASE_URL or the API)")
-    p.add_argument("--api-key", help="API key or ek_ secret (default OPENAI_API_KEY)")
-    p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
-    p.add_argument("--input-device", type=_device,
-                   help="microphone: index or name from 'livetalk devices' (default: system's)")
-    p.add_argument("--output-device", type=_device,
-                   help="speaker: index or name from 'livetalk devices' (default: system's)")
-    p.add_argument("--echo", choices=[m.value for m in EchoMode], default=None,
-                   help="echo control (default: aec when livetalk[aec] is installed, else "
-                   "half-duplex; off with --headphones)")
-    p.add_argument("--headphones", action="store_true",
-                   help="you wear headphones: no echo control by default (full duplex)")
-    return p
-
-
-def add_devices_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``livetalk devices`` to ``subparsers``; run it with ``run_devices(args)``."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "devices", help="list audio input and output devices")
-    return p
-
-
-async def run_talk(
-    args: argparse.Namespace, *, sd: Any = None, out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
-) -> int:
-    """Run ``livetalk talk`` with parsed arguments; return the exit status.
-
-    Ctrl-C ends the conversation with its summary (status 0); a second Ctrl-C interrupts at
-    once. A missing PortAudio library or device prints one line on ``err`` and returns 7.
-    Other errors propagate (the CLI's ``main()`` maps them to exit statuses).
-    """
-    from livetalk.cli import EXIT_DEVICE, EXIT_OK
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_interrupt() -> None:
-        stop.set()
-        loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C interrupts at once
-
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-    try:
-        await talk(
-            base_url=args.base_url, api_key=args.api_key, model=args.model,
-            input_device=args.input_device, output_device=args.output_device,
-            echo=args.echo, headphones=getattr(args, "headphones", False), sd=sd, out=out,
-            stop=stop,
-        )
-    except AudioDeviceError as exc:
-        print(f"livetalk: error: {exc}", file=err)
-        return EXIT_DEVICE
-    finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signal.SIGINT)
-    return EXIT_OK
-
-
-def _describe(dev: DeviceInfo) -> str:
-    roles = [r for r, on in (("default input", dev.is_default_input),
-                             ("default output", dev.is_default_output)) if on]
-    marks = f"  [{', '.join(roles)}]" if roles else ""
-    return (f"{dev.index:>3}  {dev.name} ({dev.hostapi})  in {dev.max_input_channels}, "
-            f"out {dev.max_output_channels}, {dev.default_samplerate:.0f} Hz{marks}")
-
-
-def run_devices(
-    args: argparse.Namespace, *, sd: Any = None, out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
-) -> int:
-    """Run ``livetalk devices``: list the devices; return the exit status.
-
-    Without PortAudio, or with no device at all, prints one line on ``err`` saying what is
-    missing and returns 7.
-    """
-    from livetalk.cli import EXIT_DEVICE, EXIT_OK
-
-    try:
-        devices = list_devices(sd=sd)
-    except AudioDeviceError as exc:
-        print(f"livetalk: error: {exc}", file=err)
-        return EXIT_DEVICE
-    if not devices:
-        print(f"livetalk: error: {_NO_DEVICES}", file=err)
-        return EXIT_DEVICE
-    for dev in devices:
-        print(_describe(dev), file=out)
-    out.flush()
-    return EXIT_OK
-

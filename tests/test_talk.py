@@ -8,15 +8,11 @@ at the same pace and keeps what was played. The media path (Opus, RTP, ICE, DTLS
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
-import subprocess
-import sys
 import threading
 import time
 import wave
-from abc import ABC, abstractmethod
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,22 +27,14 @@ from livetalk.audio.resample import resample
 from livetalk.audio.sources import ArraySource, SilenceSource, concat
 from livetalk.protocol.session import ServerVAD, SessionConfig, Transcription
 from livetalk.recording import Recorder
-from livetalk.talk import (
-    LiveTranscript,
-    add_devices_parser,
-    add_talk_parser,
-    run_devices,
-    run_talk,
-    talk as run_conversation,
-)
+from livetalk.talk import LiveTranscript, talk as run_conversation
 from tests.conftest import DATA
-from tests.fake_sounddevice import FakeDeviceTable, mic_and_speakers
+from tests.fake_sounddevice import DEVICE_RATE, FakeSoundDevice
 
 pytestmark = pytest.mark.slow
 
 KEY = "sk-test-talk"
 PHRASES = ["hello can you hear me", "what is the weather like today", "thank you goodbye"]
-DEVICE_RATE = 48000
 
 
 # -- the demo recording, split into its phrases -------------------------------------------------
@@ -80,115 +68,6 @@ def spoken(phrases: list[np.ndarray], gaps_s: list[float], gains: list[float]) -
         parts.append(np.zeros(int(16000 * gap), dtype=np.int16))
         parts.append(np.clip(phrase.astype(np.float64) * gain, -32768, 32767).astype(np.int16))
     return np.concatenate(parts)
-
-
-# -- a stand-in sounddevice module ---------------------------------------------------------------
-
-
-class FakeStreamThread(ABC):
-    """A stream whose ``_run`` loop runs on its own thread between start() and stop()."""
-
-    def __init__(self, name: str) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def close(self) -> None:
-        self._stop.set()
-
-    @abstractmethod
-    def _run(self) -> None:
-        """The stream's loop; returns once ``self._stop`` is set."""
-
-
-class FakeInput(FakeStreamThread):
-    """An input stream that plays ``audio`` (then silence) from a thread, in blocks."""
-
-    def __init__(self, sd: FakeSoundDevice, samplerate: int, blocksize: int, callback: Any,
-                 **_: Any) -> None:
-        super().__init__("fake-mic")
-        self.sd, self.rate, self.block, self.callback = sd, samplerate, blocksize, callback
-        self.audio = resample(sd.mic_audio, 16000, samplerate)
-
-    def _run(self) -> None:
-        status = SimpleNamespace(input_overflow=False)
-        t0, pos = time.monotonic(), 0
-        while not self._stop.is_set():
-            block = np.zeros(self.block, dtype=np.int32)
-            piece = self.audio[pos : pos + self.block]
-            block[: piece.size] = piece
-            block += self.sd.take_echo(self.block)
-            self.sd.mic_blocks.append(block.copy())
-            indata = np.clip(block, -32768, 32767).astype(np.int16).reshape(-1, 1)
-            self.callback(indata, self.block, None, status)
-            pos += self.block
-            self._stop.wait(max(0.0, t0 + pos / self.rate / self.sd.speed - time.monotonic()))
-
-
-class FakeOutput(FakeStreamThread):
-    """An output stream that pulls 20 ms blocks from the callback and keeps what it got."""
-
-    def __init__(self, sd: FakeSoundDevice, samplerate: int, callback: Any, **_: Any) -> None:
-        super().__init__("fake-speaker")
-        self.sd, self.rate, self.callback = sd, samplerate, callback
-
-    def _run(self) -> None:
-        status = SimpleNamespace(output_underflow=False)
-        frames = self.rate // 50
-        t0, pos = time.monotonic(), 0
-        while not self._stop.is_set():
-            outdata = np.zeros((frames, 1), dtype=np.int16)
-            self.callback(outdata, frames, None, status)
-            self.sd.add_played(outdata[:, 0].copy())
-            pos += frames
-            self._stop.wait(max(0.0, t0 + pos / self.rate / self.sd.speed - time.monotonic()))
-
-
-class FakeSoundDevice(FakeDeviceTable):
-    """One microphone and one speaker at 48 kHz; the room echoes ``echo_gain`` of the speaker
-    into the microphone."""
-
-    def __init__(self, mic_audio: np.ndarray | None = None, *, speed: float = 1.0,
-                 echo_gain: float = 0.0, devices: bool = True, output_name: str = "speakers"):
-        super().__init__(mic_and_speakers(output_name) if devices else [],
-                         default=(0, 1) if devices else (-1, -1), rates=[DEVICE_RATE])
-        self.mic_audio = mic_audio if mic_audio is not None else np.zeros(0, dtype=np.int16)
-        self.speed = speed
-        self.echo_gain = echo_gain
-        self.played: list[np.ndarray] = []
-        self.mic_blocks: list[np.ndarray] = []
-        self._echo: list[np.ndarray] = []
-        self._lock = threading.Lock()
-
-    def add_played(self, block: np.ndarray) -> None:
-        with self._lock:
-            self.played.append(block)
-            if self.echo_gain:
-                self._echo.append((block * self.echo_gain).astype(np.int32))
-
-    def take_echo(self, n: int) -> np.ndarray:
-        with self._lock:
-            pending = np.concatenate(self._echo) if self._echo else np.zeros(0, dtype=np.int32)
-            self._echo = [pending[n:]] if pending.size > n else []
-        out = np.zeros(n, dtype=np.int32)
-        out[: min(n, pending.size)] = pending[:n]
-        return out
-
-    def played_audio(self) -> np.ndarray:
-        with self._lock:
-            return np.concatenate(self.played) if self.played else np.zeros(0, np.int16)
-
-    def InputStream(self, **kwargs: Any) -> FakeInput:  # noqa: N802 - sounddevice's name
-        return FakeInput(self, **kwargs)
-
-    def OutputStream(self, **kwargs: Any) -> FakeOutput:  # noqa: N802 - sounddevice's name
-        return FakeOutput(self, **kwargs)
 
 
 def audible_ms(audio: np.ndarray, rate: int, floor_dbfs: float = -45) -> float:
@@ -240,7 +119,7 @@ async def test_talk_half_duplex_on_speakers_with_echo(make_server) -> None:
         expected += [f"user: {phrase}", f"assistant: You said: {phrase}."]
     assert committed == expected  # the echo of the replies never became a user turn
     assert "\r" not in out  # not a terminal: no in-place redraws
-    assert lines[-1].startswith("ended after") and "2 user and 2 assistant turns" in lines[-1]
+    assert lines[-1].startswith("ended after") and "2 user turns and 2 assistant turns" in lines[-1]
     assert summary.user_turns == 2 and summary.assistant_turns == 2
     assert summary.usage.total_tokens > 0 and summary.barge_ins == 0
     assert summary.echo is EchoMode.HALF_DUPLEX
@@ -394,71 +273,3 @@ async def test_recorded_call_holds_user_audio_and_reply(make_server, synthesizer
 
 
 # -- no device ------------------------------------------------------------------------------------
-
-
-def _parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="livetalk")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_talk_parser(sub)
-    add_devices_parser(sub)
-    return parser.parse_args(argv)
-
-
-def test_talk_parser() -> None:
-    args = _parse("talk", "--input-device", "3", "--output-device", "USB Audio", "--echo", "gate")
-    assert (args.input_device, args.output_device, args.echo) == (3, "USB Audio", "gate")
-    default = _parse("talk")
-    assert default.echo is None and not default.headphones  # talk() picks: aec, else half-duplex
-    assert _parse("talk", "--headphones", "--echo", "aec").headphones
-
-
-async def test_talk_without_a_device_exits_7() -> None:
-    out, err = io.StringIO(), io.StringIO()
-    code = await run_talk(_parse("talk", "--api-key", KEY), sd=FakeSoundDevice(devices=False),
-                          out=out, err=err)
-    assert code == 7
-    lines = err.getvalue().splitlines()
-    assert len(lines) == 1 and "no usable audio input device" in lines[0]
-    assert "connect a microphone" in lines[0] and out.getvalue() == ""
-
-
-def test_devices_lists_and_handles_no_device() -> None:
-    out, err = io.StringIO(), io.StringIO()
-    assert run_devices(_parse("devices"), sd=FakeSoundDevice(), out=out, err=err) == 0
-    assert out.getvalue().splitlines() == [
-        "  0  mic (ALSA)  in 1, out 0, 48000 Hz  [default input]",
-        "  1  speakers (ALSA)  in 0, out 2, 48000 Hz  [default output]",
-    ]
-    out, err = io.StringIO(), io.StringIO()
-    assert run_devices(_parse("devices"), sd=FakeSoundDevice(devices=False), out=out,
-                       err=err) == 7
-    assert err.getvalue().count("\n") == 1 and "no audio devices found" in err.getvalue()
-
-
-_NO_PORTAUDIO = """
-import asyncio, argparse, importlib.abc, sys
-
-class NoPortAudio(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "sounddevice":
-            raise OSError("PortAudio library not found")
-        return None
-
-sys.modules.pop("sounddevice", None)
-sys.meta_path.insert(0, NoPortAudio())
-from livetalk import talk
-args = argparse.Namespace(base_url=None, api_key="sk-x", model=None, input_device=None,
-                          output_device=None, echo="half-duplex")
-codes = [talk.run_devices(args), asyncio.run(talk.run_talk(args))]
-print(codes)
-"""
-
-
-def test_missing_portaudio_exits_7_with_one_line_each() -> None:
-    done = subprocess.run([sys.executable, "-c", _NO_PORTAUDIO], capture_output=True,
-                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
-    assert done.stdout.strip() == "[7, 7]", done.stderr
-    lines = done.stderr.splitlines()
-    assert len(lines) == 2 and "Traceback" not in done.stderr
-    assert all(line.startswith("livetalk: error: PortAudio library not found") for line in lines)
-    assert all("apt install libportaudio2" in line for line in lines)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from livetalk._extras import missing_extra
 from livetalk.audio.format import API_RATE, CHUNK_MS, PCM, Chunker, ms_to_samples, samples_to_ms
 from livetalk.audio.playout import PlayoutBuffer
 from livetalk.audio.resample import Resampler
@@ -42,15 +43,13 @@ _PORTAUDIO_MISSING = (
     "PortAudio library not found: install it with `apt install libportaudio2` (Debian/Ubuntu) "
     "or `brew install portaudio` (macOS)"
 )
-_SOUNDDEVICE_MISSING = (
-    "the sounddevice package is not installed: install it with `pip install 'livetalk[devices]'`"
-)
 
 
 def _import_sounddevice(
     import_module: Callable[[str], ModuleType] = importlib.import_module,
 ) -> Any:
-    """Import sounddevice, translating a missing PortAudio or package to AudioDeviceError.
+    """Import sounddevice; a missing PortAudio library is an AudioDeviceError, a missing
+    package a MissingExtraError naming the ``devices`` extra.
 
     Args:
         import_module: the importer (injectable for tests).
@@ -60,7 +59,7 @@ def _import_sounddevice(
     except OSError as exc:
         raise AudioDeviceError(_PORTAUDIO_MISSING) from exc
     except ImportError as exc:
-        raise AudioDeviceError(_SOUNDDEVICE_MISSING) from exc
+        raise missing_extra("devices", "the microphone and the speaker", ["sounddevice"]) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +94,8 @@ def list_devices(*, sd: Any = None) -> list[DeviceInfo]:
         sd: the sounddevice module or a stand-in; None imports it.
 
     Raises:
-        AudioDeviceError: PortAudio or sounddevice is missing, or the query failed.
+        AudioDeviceError: the PortAudio library is missing, or the query failed.
+        MissingExtraError: sounddevice is not installed (the ``devices`` extra).
     """
     sd = sd if sd is not None else _import_sounddevice()
     try:
@@ -141,8 +141,8 @@ def _negotiate_rate(sd: Any, device: int | str | None, rate: int, kind: str) -> 
     which = "the default" if device is None else repr(device)
     what = "microphone" if kind == "input" else "speaker"
     raise AudioDeviceError(
-        f"no usable audio {kind} device ({which}: {first}): connect a {what} or pass device= "
-        "(see `livetalk devices`)"
+        f"no usable audio {kind} device ({which}: {first}): connect a {what} or pass another "
+        "device= (list_devices() shows them)"
     ) from first
 
 

@@ -216,6 +216,28 @@ class FileSource(AudioSource):
         self._ready: list[PCM] = []
         self._step: asyncio.Future[list[PCM]] | None = None
 
+    async def check(self) -> None:
+        """Open the file and decode its first second now, before anything costly starts.
+
+        A file that is not audio (a text file renamed ``.wav``), an empty file or one with
+        no samples fails here instead of in the middle of a call. The decoded audio is kept:
+        iterating afterwards still yields the file from its start.
+
+        Raises:
+            AudioFileError: the file cannot be opened or decoded, or holds no audio samples.
+        """
+        if self._ready or self._closed:
+            return
+        try:
+            chunk = await self._next_chunk()
+        except AudioFileError:
+            await self.aclose()
+            raise
+        if chunk is None:
+            await self.aclose()
+            raise AudioFileError(f"audio file {str(self.path)!r} holds no audio samples")
+        self._ready.append(chunk)  # the next one popped
+
     async def _next_chunk(self) -> PCM | None:
         while not self._ready:
             step = self._step

@@ -70,6 +70,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from livetalk._extras import require
 from livetalk.audio.format import PCM, check_pcm, check_rate, empty_pcm
 from livetalk.errors import ConfigError
 
@@ -150,6 +151,7 @@ class TurnDetector:
 
     Raises:
         ConfigError: an unsupported rate or frame length, or a value out of range.
+        MissingExtraError: webrtcvad is not installed (the ``vad`` extra).
     """
 
     def __init__(
@@ -167,7 +169,8 @@ class TurnDetector:
         min_speech_ms: int = 100,
         margin_db: float = 3.0,
     ) -> None:
-        import webrtcvad  # an optional dependency: livetalk[vad] or livetalk[server]
+        require("vad", "local turn detection (TurnDetector)")
+        import webrtcvad  # in the 'vad' and 'server' extras
 
         try:
             self.rate = check_rate(rate)

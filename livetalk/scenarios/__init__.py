@@ -16,7 +16,7 @@ report with :func:`build_report` / :func:`write_report`; a latency PNG with
 
 from __future__ import annotations
 
-from livetalk.scenarios.plot import PlotUnavailable, plot_latencies
+from livetalk.scenarios.plot import plot_latencies
 from livetalk.scenarios.pricing import (
     DEFAULT_PRICES,
     TRANSCRIPTION_PRICES,
@@ -58,7 +58,6 @@ __all__ = [
     "Expectation",
     "ExpectationResult",
     "ModelPrices",
-    "PlotUnavailable",
     "PriceTable",
     "PriceTableError",
     "Progress",

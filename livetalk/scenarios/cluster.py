@@ -46,6 +46,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Final
 
+from livetalk._extras import missing_extra
 from livetalk.errors import ConfigError, RayUnavailable
 from livetalk.scenarios.bundle import ScenarioBundle
 from livetalk.scenarios.limits import CallLimits, LimiterStatistics, LocalLimiter
@@ -116,7 +117,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise RayUnavailable("--ray needs Ray: pip install 'livetalk[ray]'") from None
+        raise missing_extra("ray", "--ray", ["ray"]) from None
     return ray
 
 

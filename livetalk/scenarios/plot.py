@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from livetalk.errors import ConfigError, PlotUnavailable
+from livetalk._extras import missing_extra
+from livetalk.errors import ConfigError
 from livetalk.scenarios.report import LATENCY_METRICS, latency_values, percentile
 from livetalk.scenarios.runner import ScenarioResult
 
-__all__ = ["PlotUnavailable", "plot_latencies"]
+__all__ = ["plot_latencies"]
 
 _LABELS = {
     "transcript": "transcript",
@@ -38,16 +39,14 @@ def plot_latencies(results: Sequence[ScenarioResult], path: str | Path, *,
         The path written.
 
     Raises:
-        PlotUnavailable: matplotlib is missing.
+        MissingExtraError: matplotlib (the ``plot`` extra) is missing.
         ConfigError: no turn has any measured latency.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise PlotUnavailable(
-            "--plot needs matplotlib: pip install 'livetalk[plot]'"
-        ) from None
+        raise missing_extra("plot", "plot_latencies()", ["matplotlib"]) from None
     values = latency_values(results)
     metrics = [m for m in LATENCY_METRICS if values[m]]
     if not metrics:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final, TypeGuard, TypeVar
 
+from livetalk._extras import install_hint
 from livetalk.errors import PriceTableError
 from livetalk.protocol.events import Usage
 
@@ -207,8 +208,8 @@ def _read(path: Path) -> Any:
 
         return yaml.safe_load(text)
     except ImportError:
-        raise PriceTableError(f"{path}: reading YAML needs PyYAML: pip install "
-                              "'livetalk[scenarios]' (or use .json)") from None
+        raise PriceTableError(f"{path}: reading YAML needs PyYAML: "
+                              f"{install_hint('scenarios')} (or use .json)") from None
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
         raise PriceTableError(f"{path}: invalid price file: {exc}") from None
 

@@ -4,7 +4,7 @@
 JSON-ready dict::
 
     {
-      "livetalk_version": "0.1.0", "created_at": "2025-...Z",
+      "livetalk_version": "X.Y.Z", "created_at": "2025-...Z",
       "base_url": "http://127.0.0.1:8765/v1", "speed": 1.0,
       "passed": false, "scenarios_total": 2, "scenarios_passed": 1, "turns_total": 5,
       "turns_passed": 4,
@@ -128,7 +128,8 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
 class Progress:
     """A one-line progress display on stderr, updated as scenarios finish.
 
-    On a terminal the line is redrawn in place (``[=====     ] 5/10 passed 4 failed 1``); when
+    On a terminal the line is redrawn in place (``[=====     ] 5 of 10 done: 4 passed, 1
+    failed``); when
     the stream is not a terminal (CI logs), one line is printed per finished scenario.
 
     Args:
@@ -153,8 +154,9 @@ class Progress:
         filled = round(self.width * self.done / max(self.total, 1))
         bar = "=" * filled + " " * (self.width - filled)
         mark = "ok" if result.passed else "FAILED"
-        line = (f"[{bar}] {self.done}/{self.total} passed {self.done - self.failed} "
-                f"failed {self.failed} {time.monotonic() - self._t0:.1f}s | {result.name} {mark}")
+        line = (f"[{bar}] {self.done} of {self.total} done: {self.done - self.failed} passed, "
+                f"{self.failed} failed, {time.monotonic() - self._t0:.1f} s | {result.name} "
+                f"{mark}")
         if self._tty:
             self.stream.write("\r\x1b[2K" + line)
             if self.done >= self.total:

@@ -33,6 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from livetalk._extras import install_hint
 from livetalk.errors import ConfigError, ScenarioError
 from livetalk.protocol.session import DEFAULT_TRANSCRIPTION_MODEL, SessionConfig
 
@@ -389,7 +390,7 @@ def _parse(path: Path) -> Any:
     try:
         import yaml
     except ImportError:
-        raise ScenarioError("reading YAML needs PyYAML: pip install 'livetalk[scenarios]' "
+        raise ScenarioError(f"reading YAML needs PyYAML: {install_hint('scenarios')} "
                             "(or write the scenario as .json)", path=path) from None
     try:
         return yaml.safe_load(text)
@@ -441,10 +442,12 @@ def scenario_phrases(scenarios: Iterable[Scenario | str | Path]) -> list[str]:
     ``phrases=``.
 
     The local server recognises speech only reliably when its phrase list holds what is said;
-    start it with ``serve(phrases=scenario_phrases(files))``.
+    start it with ``serve(phrases=scenario_phrases(files))``. Paths may be files or folders
+    (as for :func:`load_scenarios`).
     """
     phrases: dict[str, None] = {}
     for item in scenarios:
-        scenario = item if isinstance(item, Scenario) else load_scenario(item)
-        phrases.update(dict.fromkeys(scenario.phrases))
+        loaded = [item] if isinstance(item, Scenario) else load_scenarios([item])
+        for scenario in loaded:
+            phrases.update(dict.fromkeys(scenario.phrases))
     return list(phrases)

@@ -6,6 +6,10 @@ runs it from the shell. See ``docs/local-server.md``.
 
 from __future__ import annotations
 
-from livetalk.server.app import LocalServer, serve
+from livetalk._extras import require
+
+require("server", "the local server (livetalk.server)")
+
+from livetalk.server.app import LocalServer, serve  # noqa: E402 - after the extra check
 
 __all__ = ["LocalServer", "serve"]

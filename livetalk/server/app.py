@@ -104,6 +104,7 @@ class ServerCall:
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     sidebands: list[web.WebSocketResponse] = field(default_factory=list)
     loss: RtpLoss | None = None
+    started: float = field(default_factory=time.monotonic)
 
     def __repr__(self) -> str:
         return f"<ServerCall {self.id} {self.pc.connectionState}{' closed' if self.closed else ''}>"
@@ -230,7 +231,9 @@ class LocalServer:
 
     async def start(self) -> None:
         """Bind and start serving."""
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        # one line per request on "livetalk.server.access" when INFO is enabled for it
+        self._runner = web.AppRunner(self.app, handle_signals=False,
+                                     access_log=logging.getLogger(f"{log.name}.access"))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
         await site.start()
@@ -405,6 +408,7 @@ class LocalServer:
 
     def _wire_call(self, call: ServerCall) -> None:
         pc, session = call.pc, call.session
+        session.add_listener(_error_logger(call.id), greet=False)
 
         @pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:
@@ -434,6 +438,8 @@ class LocalServer:
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
+            if pc.connectionState == "connected":
+                log.info("%s connected (WebRTC, %s)", call.id, session.session.get("model"))
             if pc.connectionState in ("failed", "closed"):
                 await self._close_call(call)
 
@@ -452,6 +458,7 @@ class LocalServer:
         if call.closed:
             return
         call.closed = True
+        log.info("%s closed after %.1f s", call.id, time.monotonic() - call.started)
         self.calls.pop(call.id, None)
         for timer in call.timers:
             timer.cancel()
@@ -529,6 +536,7 @@ class LocalServer:
         # session lives on; a grossly oversized frame closes the socket with 1009
         ws = web.WebSocketResponse(max_msg_size=2 * self.max_event_bytes, heartbeat=None,
                                    protocols=("realtime",))
+        started = time.monotonic()
         await ws.prepare(request)
         if refusal is not None:
             error = {"type": "invalid_request_error", "code": refusal.code,
@@ -560,6 +568,9 @@ class LocalServer:
                 realtime_factor=self.realtime_factor, audio_deltas=True,
             )
             self.ws_sessions.add(session)
+            name = f"ws_{secrets.token_hex(4)}"
+            log.info("%s connected (WebSocket, %s)", name, session.session.get("model"))
+            session.add_listener(_error_logger(name), greet=False)
         session.add_listener(listener)
         write_task = asyncio.ensure_future(writer())
         try:
@@ -581,6 +592,7 @@ class LocalServer:
             else:
                 self.ws_sessions.discard(session)
                 await session.close()
+                log.info("%s closed after %.1f s", name, time.monotonic() - started)
         return ws
 
     # ---------------------------------------------------------------- batch transcription
@@ -717,6 +729,17 @@ async def _envelope(request: web.Request,
         log.exception("unhandled error in %s %s", request.method, request.path)
         return _error(500, "The server had an error while processing your request.",
                       code=None, error_type="server_error")
+
+
+def _error_logger(name: str) -> Callable[[dict[str, Any]], None]:
+    """A session listener logging each ``error`` event of call ``name`` as one line."""
+
+    def listener(event: dict[str, Any]) -> None:
+        if event.get("type") == "error":
+            error = event.get("error") or {}
+            log.info("%s error %s: %s", name, error.get("code"), error.get("message"))
+
+    return listener
 
 
 def _invalid_offer() -> web.Response:

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from livetalk._extras import install_hint
 from livetalk.audio.format import PCM, check_pcm, check_rate, rms_dbfs
 from livetalk.audio.resample import resample
 from livetalk.audio.vad import speech_span
@@ -126,7 +127,7 @@ class PocketSphinxTranscriber:
             from pocketsphinx import Decoder
         except ImportError as exc:
             raise TranscriptionError(
-                "pocketsphinx is not installed: pip install livetalk[server]"
+                f"pocketsphinx is not installed: {install_hint('server')}"
             ) from exc
         if isinstance(phrases, str):
             raise ConfigError("phrases must be a list of phrases; read a file with load_phrases()")

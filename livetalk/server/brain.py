@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from livetalk._extras import install_hint
 from livetalk.errors import BrainError, ConfigError
 
 __all__ = [
@@ -208,7 +209,7 @@ class ScriptBrain:
                 import yaml
             except ImportError as exc:
                 raise ConfigError(
-                    "YAML brain scripts need PyYAML: pip install livetalk[scenarios]"
+                    f"YAML brain scripts need PyYAML: {install_hint('scenarios')}"
                 ) from exc
             try:
                 data = yaml.safe_load(text)

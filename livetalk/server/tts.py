@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from livetalk._extras import install_hint
 from livetalk.audio.format import PCM, check_rate, empty_pcm
 from livetalk.audio.resample import resample
 from livetalk.errors import ConfigError, SynthesisError
@@ -106,7 +107,7 @@ class _Espeak:
             import espeakng_loader
         except ImportError as exc:
             raise SynthesisError(
-                "espeak-ng is not available: install it with `pip install livetalk[server]` "
+                f"espeak-ng is not available: install it with {install_hint('server')} "
                 "(the espeakng-loader wheel bundles the library and its data)"
             ) from exc
         self.data_path = Path(espeakng_loader.get_data_path())

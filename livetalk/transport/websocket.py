@@ -42,6 +42,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 import numpy as np
 
+from livetalk._extras import require
 from livetalk.audio.clock import Clock, MediaClock
 from livetalk.audio.codec import EventAudioCodec
 from livetalk.audio.format import API_RATE, CHUNK_MS, PCM, Chunker, check_pcm, ms_to_samples
@@ -51,7 +52,6 @@ from livetalk.errors import (
     ConnectError,
     ConnectTimeout,
     EventParseError,
-    MissingExtraError,
     SignalingError,
 )
 from livetalk.protocol import wire
@@ -268,15 +268,12 @@ class WebSocketTransport:
             APIStatusError: any other refusal of the handshake.
             SignalingError: the server is unreachable or did not speak WebSocket.
             ConnectTimeout: no handshake within ``connect_timeout``.
-            MissingExtraError: the ``websockets`` package is missing.
+            MissingExtraError: the ``websockets`` package is missing (``websocket`` extra).
         """
-        try:
-            from websockets.asyncio.client import connect as ws_connect
-            from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
-        except ImportError as exc:
-            raise MissingExtraError("the WebSocket transport needs the websockets package: "
-                                    "pip install 'livetalk[websocket]'",
-                                    extra="websocket") from exc
+        require("websocket", "the WebSocket transport")
+        from websockets.asyncio.client import connect as ws_connect
+        from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
+
         if self._closed or self._open:
             raise ConnectError("a WebSocketTransport connects only once; create a new one")
         self._on_event, self._on_closed = on_event, on_closed

@@ -21,7 +21,7 @@ from livetalk.audio.devices import (
     _import_sounddevice,
     list_devices,
 )
-from livetalk.errors import AudioDeviceError
+from livetalk.errors import AudioDeviceError, MissingExtraError
 from tests.fake_sounddevice import FakeDeviceTable, FakePortAudioError, mic_and_speakers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,18 +100,19 @@ def test_missing_portaudio_is_a_one_line_device_error() -> None:
     assert isinstance(info.value.__cause__, OSError)
 
 
-def test_missing_package_is_a_device_error() -> None:
+def test_missing_package_names_the_devices_extra() -> None:
     def no_package(name: str) -> Any:
         raise ModuleNotFoundError(f"No module named {name!r}")
 
-    with pytest.raises(AudioDeviceError, match=r"pip install 'livetalk\[devices\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install 'livetalk\[devices\]'") as info:
         _import_sounddevice(no_package)
+    assert info.value.extra == "devices" and isinstance(info.value, ImportError)
 
 
 def test_real_import_either_works_or_explains() -> None:
     try:
         module = _import_sounddevice()
-    except AudioDeviceError as exc:
+    except (AudioDeviceError, MissingExtraError) as exc:
         assert "\n" not in str(exc) and "install" in str(exc)
     else:
         assert hasattr(module, "InputStream")

@@ -190,6 +190,43 @@ async def test_file_source_not_audio(tmp_path: Path) -> None:
     await source.aclose()
 
 
+async def test_file_source_check_keeps_the_audio(tmp_path: Path) -> None:
+    path = tmp_path / "k.wav"
+    pcm = np.arange(-6000, 6000, dtype=np.int16)  # half a second
+    write_wav(path, pcm, 24000)
+    source = FileSource(path, rate=24000)
+    await source.check()
+    await source.check()  # a second check decodes nothing more
+    out = np.concatenate(await collect(source))
+    assert out.tolist() == pcm.tolist()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("renamed.wav", b"just some notes\n" * 50, "cannot open audio file"),
+        ("empty.wav", b"", "cannot open audio file"),
+    ],
+)
+async def test_file_source_check_rejects_non_audio(
+    tmp_path: Path, name: str, content: bytes, needle: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    source = FileSource(path)
+    with pytest.raises(AudioFileError, match=needle) as info:
+        await source.check()
+    assert name in str(info.value)
+    assert source.closed
+
+
+async def test_file_source_check_rejects_a_file_without_samples(tmp_path: Path) -> None:
+    path = tmp_path / "silent.wav"
+    write_wav(path, np.zeros(0, dtype=np.int16), 24000)
+    with pytest.raises(AudioFileError, match="holds no audio samples"):
+        await FileSource(path).check()
+
+
 def test_file_source_directory(tmp_path: Path) -> None:
     with pytest.raises(AudioFileError, match="not a regular file"):
         FileSource(tmp_path)

@@ -9,15 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from livetalk.scenarios.cli import add_script_parser, run_script
+import pytest
+
+from livetalk.cli import build_parser, script as script_command
+from livetalk.cli._runtime import Runtime
+from livetalk.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_script_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["script", *argv])
+    return build_parser().parse_args(["script", *argv])
+
+
+async def run_script(args: argparse.Namespace) -> int:
+    return await script_command.main(args, Runtime())
 
 
 async def test_dry_run_prints_scenarios_minutes_dollars_and_plan(tmp_path, capsys) -> None:
@@ -34,12 +40,12 @@ async def test_dry_run_prints_scenarios_minutes_dollars_and_plan(tmp_path, capsy
     assert "3 calls at once and 30 calls per minute across the run" in out
 
 
-async def test_ray_and_processes_exclude_each_other(tmp_path, capsys) -> None:
+async def test_ray_and_processes_exclude_each_other(tmp_path) -> None:
     (tmp_path / "s.json").write_text(json.dumps({"turns": [{"say": "hi"}]}))
-    assert await run_script(_args(str(tmp_path), "--ray", "--processes", "2")) == 2
-    assert "exclude each other" in capsys.readouterr().err
-    assert await run_script(_args(str(tmp_path), "--max-calls", "2", "--processes", "2")) == 2
-    assert "use --ray" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="exclude each other"):  # the CLI: one line, 2
+        await run_script(_args(str(tmp_path), "--ray", "--processes", "2"))
+    with pytest.raises(ConfigError, match="use --ray"):
+        await run_script(_args(str(tmp_path), "--max-calls", "2", "--processes", "2"))
 
 
 def test_ray_without_the_extra_is_one_line_and_status_2(tmp_path: Path) -> None:
@@ -51,5 +57,6 @@ def test_ray_without_the_extra_is_one_line_and_status_2(tmp_path: Path) -> None:
                           timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "livetalk: error: --ray needs Ray: pip install 'livetalk[ray]'"]
+        "livetalk: error: --ray needs the 'ray' extra (ray not installed): "
+        "pip install 'livetalk[ray]'"]
     assert proc.stdout == ""

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from livetalk.cli import build_parser, script as script_command
+from livetalk.cli._runtime import Runtime
+from livetalk.cli._status import ExitStatus
 from livetalk.scenarios import load_scenarios, scenario_from_dict
-from livetalk.scenarios.cli import EXIT_FAILED, add_script_parser, run_script
 from livetalk.scenarios.cluster import RayRun, RayUnavailable, run_on_ray
 from livetalk.scenarios.limits import CallLimits
 from livetalk.testing.raycluster import LocalRayCluster
@@ -152,9 +154,7 @@ def sockets(cluster: LocalRayCluster) -> Iterator[SocketWatch]:
 
 # ---------------------------------------------------------------------- helpers
 def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_script_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["script", *argv])
+    return build_parser().parse_args(["script", *argv])
 
 
 def _write_scenarios(folder: Path, count: int, turns: int = 1) -> list[str]:
@@ -207,7 +207,7 @@ async def test_forty_scenarios_two_workers_one_killed(cluster, sockets, tmp_path
     try:
         args = _args(str(tmp_path / "scenarios"), "--ray", cluster.address, "--local",
                      "--speed", str(SPEED), "--concurrency", "2", "--report", str(report_path))
-        status = await run_script(args)
+        status = await script_command.main(args, Runtime())
     finally:
         killer.stop.set()
         thread.join(10)
@@ -232,7 +232,7 @@ async def test_forty_scenarios_two_workers_one_killed(cluster, sockets, tmp_path
     passed = sum(s["passed"] for s in others)
     assert passed > len(others) // 2, [s["turns"] for s in others if not s["passed"]][:3]
     assert report["scenarios_total"] == 40 and report["scenarios_passed"] == passed
-    assert report["passed"] is False and status == EXIT_FAILED
+    assert report["passed"] is False and status == ExitStatus.FAILED
     assert report["turns_total"] == len(others)
     assert report["latency_ms"]["reply_done"]["count"] == len(others)
     assert report["options"]["ray"] == cluster.address and report["options"]["local"]

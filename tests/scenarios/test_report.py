@@ -1,9 +1,7 @@
-"""Expectation checks, the JSON report, the progress line, the plot and the CLI's checks."""
+"""Expectation checks, the JSON report, the progress line and the plot."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import io
 import json
 from pathlib import Path
@@ -21,7 +19,6 @@ from livetalk.scenarios import (
     scenario_from_dict,
     write_report,
 )
-from livetalk.scenarios.cli import add_script_parser, run_script
 from livetalk.scenarios.report import Progress
 
 
@@ -112,9 +109,9 @@ def test_progress_lines_without_a_terminal() -> None:
     progress.update(_result("a", _turn()))
     progress.update(_result("b", _turn(error="lost")))
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("[==  ] 1/2 passed 1 failed 0 ")
+    assert lines[0].startswith("[==  ] 1 of 2 done: 1 passed, 0 failed, ")
     assert lines[0].endswith("| a ok")
-    assert lines[1].startswith("[====] 2/2 passed 1 failed 1 ")
+    assert lines[1].startswith("[====] 2 of 2 done: 1 passed, 1 failed, ")
     assert lines[1].endswith("| b FAILED")
 
 
@@ -125,32 +122,3 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no turn has a measured latency"):
         plot_latencies([_result("empty")], tmp_path / "none.png")
-
-
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_script_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["script", *argv])
-
-
-def test_parser_defaults() -> None:
-    args = _args("a.yaml", "b.json")
-    assert args.scenarios == ["a.yaml", "b.json"]
-    assert (args.concurrency, args.processes, args.speed) == (1, 1, 1.0)
-    assert (args.report, args.plot, args.prices, args.local) == (None, None, None, False)
-    with pytest.raises(SystemExit):
-        _args("a.yaml", "--concurrency", "0")
-
-
-def test_bad_inputs_exit_2_before_any_call(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"turns": [{"say": "hi", "expect": {"nope": 1}}]}))
-    assert asyncio.run(run_script(_args(str(bad)))) == 2
-    assert "bad.json: turns[0].expect.nope: unknown expectation" in capsys.readouterr().err
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps({"turns": [{"say": "hi"}]}))
-    prices = tmp_path / "prices.json"
-    prices.write_text(json.dumps({"gpt-realtime": {"audio_output": -1}}))
-    assert asyncio.run(run_script(_args(str(good), "--prices", str(prices)))) == 2
-    assert "audio_output: must be a number" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 from pathlib import Path
@@ -18,7 +17,6 @@ from livetalk.scenarios import (
     scenario_from_dict,
     scenario_phrases,
 )
-from livetalk.scenarios.cli import EXIT_FAILED, add_script_parser, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +51,6 @@ def ears() -> Any:
 def _write(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
-
-
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_script_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["script", *argv])
 
 
 async def test_conversation_passes_fails_and_barges_in(make_server, ears, validator) -> None:
@@ -136,44 +128,6 @@ async def test_push_to_talk_and_recorded_audio(make_server, ears, synthesizer,
     assert result.turns[0].label == "audio: book.wav"
 
 
-async def test_cli_writes_report_and_plot_and_exit_status(tmp_path, capsys) -> None:
-    pytest.importorskip("matplotlib")
-    good = _write(tmp_path / "good.json", {
-        "turns": [{"say": BOOK, "expect": {"reply_contains": "table for two"}}]})
-    bad = _write(tmp_path / "bad.json", {
-        "turns": [{"say": OUTSIDE, "expect": {"transcript_contains": "indoors"}}]})
-    report_path, plot_path = tmp_path / "report.json", tmp_path / "latency.png"
-    args = _args(str(good), str(bad), "--local", "--speed", str(SPEED), "--concurrency", "2",
-                 "--report", str(report_path), "--plot", str(plot_path))
-    assert await run_script(args) == EXIT_FAILED
-
-    out = capsys.readouterr()
-    assert "PASS good" in out.out and "FAIL bad" in out.out
-    assert "1/2 scenarios passed" in out.out
-    assert "2/2" in out.err  # the progress line
-    report = json.loads(report_path.read_text())
-    assert report["passed"] is False
-    assert (report["scenarios_total"], report["scenarios_passed"]) == (2, 1)
-    assert (report["turns_total"], report["turns_passed"]) == (2, 1)
-    assert report["speed"] == SPEED
-    assert report["options"] == {"concurrency": 2, "processes": 1, "local": True, "ray": None,
-                                 "max_calls": None, "calls_per_minute": None}
-    assert [s["retries"] for s in report["scenarios"]] == [0, 0]
-    assert report["latency_ms"]["reply_done"]["count"] == 2
-    assert report["usage"]["output_tokens"] > 0 and report["cost_usd"] > 0
-    assert DEFAULT_MODEL in report["prices"]
-    names = [s["name"] for s in report["scenarios"]]
-    assert names == ["good", "bad"]
-    bad_turn = report["scenarios"][1]["turns"][0]
-    assert bad_turn["user_transcript"] == OUTSIDE
-    assert bad_turn["expectations"] == [{"key": "transcript_contains", "expected": ["indoors"],
-                                         "actual": OUTSIDE, "passed": False}]
-    assert set(bad_turn["timings_ms"]) == {"transcript", "first_audio", "first_audio_heard",
-                                           "reply_done"}
-    assert "sk-livetalk-local" not in report_path.read_text()
-    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 async def test_rate_limited_calls_wait_for_retry_after_then_run(make_server, ears) -> None:
     from livetalk.scenarios.limits import CallLimits, LocalLimiter
     from livetalk.server.faults import Faults
@@ -199,7 +153,7 @@ async def test_rate_limited_calls_wait_for_retry_after_then_run(make_server, ear
     assert refusing.calls_refused == 2 and result.turns == ()
 
 
-async def test_unreachable_server_is_reported_not_raised(tmp_path, capsys) -> None:
+async def test_unreachable_server_is_reported_not_raised(tmp_path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -210,26 +164,3 @@ async def test_unreachable_server_is_reported_not_raised(tmp_path, capsys) -> No
     assert not result.passed and result.turns == ()
     assert result.error_kind is not None and result.error is not None
     assert KEY not in result.error
-    args = _args(str(path), "--base-url", base_url, "--api-key", KEY, "--no-progress",
-                 "--connect-timeout", "5")
-    assert await run_script(args) == 4  # livetalk.cli.EXIT_CONNECT
-    assert "scenario error" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-async def test_cli_spreads_scenarios_over_processes(tmp_path, capsys) -> None:
-    paths = [_write(tmp_path / f"s{i}.json",
-                    {"turns": [{"say": text, "expect": {"transcript_contains": text}}]})
-             for i, text in enumerate(PHRASES[:2])]
-    report_path = tmp_path / "report.json"
-    args = _args(*map(str, paths), "--local", "--speed", str(SPEED), "--processes", "2",
-                 "--no-progress", "--report", str(report_path))
-    assert await run_script(args) == 0
-    out = capsys.readouterr()
-    assert out.err == ""
-    assert "2/2 scenarios passed" in out.out
-    report = json.loads(report_path.read_text())
-    assert [s["name"] for s in report["scenarios"]] == ["s0", "s1"]
-    assert len({s["call_id"] for s in report["scenarios"]}) == 2
-    assert report["options"]["processes"] == 2
-    assert [s["turns"][0]["user_transcript"] for s in report["scenarios"]] == PHRASES[:2]

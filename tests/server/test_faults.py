@@ -390,5 +390,6 @@ async def test_cli_turn_log_is_flushed_per_turn_and_kept_on_failure(make_server:
     turns = [o for o in lines if o["type"] == "turn"]
     assert [t["role"] for t in turns[:2]] == ["user", "assistant"]
     assert proc.returncode == 6, err
-    assert b"call.closed" not in rest
+    closed = json.loads(rest.splitlines()[-1])  # the stream still ends with call.closed
+    assert closed["type"] == "call.closed" and closed["error"]["exit_status"] == 6
     assert err.decode().startswith("livetalk: error:")
