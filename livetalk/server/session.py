@@ -62,12 +62,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import copy
 import logging
 import math
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,13 +77,16 @@ import numpy as np
 from livetalk.audio.resample import Resampler
 from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector
 from livetalk.protocol.session import SAY_EXACTLY_PREFIX
-from livetalk.server.asr import Transcriber
+from livetalk.server.asr import Transcriber, TranscriptionHints, transcript_pieces
 from livetalk.server.brain import (
     Brain,
+    BrainChunk,
     BrainContext,
     BrainError,
-    SpeakReply,
+    StreamingBrain,
     ToolCallReply,
+    brain_stream,
+    sentences,
 )
 from livetalk.server.config import SessionError, default_session, merge_session, validate_session
 from livetalk.server.tts import Synthesizer, word_timings
@@ -185,7 +189,7 @@ class ServerSession:
         *,
         transcriber: Transcriber,
         synthesizer: Synthesizer,
-        brain: Brain,
+        brain: Brain | StreamingBrain,
         output: AudioOutput | None,
         model: str | None = None,
         session: dict[str, Any] | None = None,
@@ -374,12 +378,27 @@ class ServerSession:
             self._spawn(self._respond_after_turn(transcription))
 
     async def _transcribe(self, item: dict[str, Any], audio: np.ndarray) -> None:
-        """Fill in a committed user item's transcript (and emit the events if configured)."""
-        loop = asyncio.get_running_loop()
+        """Fill in a committed user item's transcript (and emit the events if configured).
+
+        Each piece the recogniser decodes becomes deltas (one per word) as soon as it is
+        decoded; ``completed`` carries the whole transcript and the audio's duration.
+        """
         item_id = item["id"]
-        configured = self.session["audio"]["input"].get("transcription") is not None
+        settings = self.session["audio"]["input"].get("transcription")
+        configured = settings is not None
+        hints = TranscriptionHints(language=(settings or {}).get("language") or None,
+                                   prompt=(settings or {}).get("prompt") or None)
+        pieces: list[str] = []
         try:
-            text = await loop.run_in_executor(None, self.transcriber.transcribe, audio, INPUT_RATE)
+            async for piece in transcript_pieces(self.transcriber, audio, INPUT_RATE, hints):
+                if configured:
+                    for word in piece.split():
+                        self.emit("conversation.item.input_audio_transcription.delta",
+                                  item_id=item_id, content_index=0,
+                                  delta=word if not pieces else " " + word)
+                        pieces.append(word)
+                else:
+                    pieces.append(piece)
         except Exception as exc:  # the ears failed: the API reports a failed transcription
             log.warning("transcription failed: %s", exc)
             if configured:
@@ -390,11 +409,9 @@ class ServerSession:
             return
         finally:
             self._transcribing.pop(item_id, None)
+        text = " ".join(pieces)
         item["content"][0]["transcript"] = text
         if configured:
-            for i, word in enumerate(text.split()):
-                self.emit("conversation.item.input_audio_transcription.delta", item_id=item_id,
-                          content_index=0, delta=word if i == 0 else " " + word)
             self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
                       content_index=0, transcript=text,
                       usage={"type": "duration", "seconds": round(audio.size / INPUT_RATE, 3)})
@@ -682,40 +699,80 @@ class ServerSession:
                 transcript = _item_text(item)
                 break
         instructions = resp.options.get("instructions") or self.session.get("instructions", "")
+        choice = resp.options.get("tool_choice", self.session.get("tool_choice", "auto"))
+        items = [copy.deepcopy(self.items[i]) for i in self.order]
         return BrainContext(transcript=transcript, history=self._history(),
                             instructions=instructions, tools=self._tools(resp),
-                            tool_outputs=tool_outputs)
+                            tool_outputs=tool_outputs, items=items, tool_choice=choice)
 
-    async def _decide(self, resp: _Response) -> SpeakReply | ToolCallReply:
+    async def _decide(self, resp: _Response) -> AsyncGenerator[BrainChunk, None]:
+        """The answer, streamed: text deltas, then any function calls."""
         say = _SAY_RE.match(resp.options.get("instructions") or "")
         if say:
-            return SpeakReply(say.group(1).strip())
+            for i, word in enumerate(say.group(1).split()):
+                yield word if i == 0 else " " + word
+            return
         pending = set(self._transcribing.values())
         if pending:  # wait (without cancelling them) for every committed turn's transcript
             await asyncio.wait(pending)
-        return await self.brain.reply(self._brain_context(resp))
+        async with contextlib.aclosing(brain_stream(self.brain, self._brain_context(resp))) as it:
+            async for chunk in it:
+                yield chunk
+
+    async def _respond(self, resp: _Response, chunks: AsyncIterator[BrainChunk]) -> None:
+        """Stream the brain's answer into the response: its text (spoken sentence by sentence
+        in an audio response, as soon as each is complete), then its function calls."""
+        calls: list[ToolCallReply] = []
+        allowed = bool(self._tools(resp))
+        first: str | None = None
+        async for chunk in chunks:  # wait for the first text, or a call that stands alone
+            if isinstance(chunk, ToolCallReply):
+                if allowed:
+                    calls.append(chunk)
+            elif chunk:
+                first = chunk
+                break
+            if calls:
+                break
+        if first is not None or not calls:
+            async def texts() -> AsyncIterator[str]:
+                if first is not None:
+                    yield first
+                async for chunk in chunks:
+                    if isinstance(chunk, ToolCallReply):
+                        if allowed:
+                            calls.append(chunk)
+                    elif chunk:
+                        yield chunk
+
+            if self._part_type(resp) == "text":
+                await self._text_reply(resp, texts())
+            else:
+                await self._audio_reply(resp, sentences(texts()))
+        else:
+            async for chunk in chunks:  # more calls may follow; text after a call is dropped
+                if isinstance(chunk, ToolCallReply) and allowed:
+                    calls.append(chunk)
+        for call in calls:
+            self._function_call(resp, call)
 
     async def _run_response(self, resp: _Response) -> None:
         self.emit("response.created", response=self._response_object(resp, "in_progress", None,
                                                                       None))
         self.emit("rate_limits.updated", rate_limits=_RATE_LIMITS)
+        chunks = self._decide(resp)
         try:
-            reply = await self._decide(resp)
-            if isinstance(reply, ToolCallReply) and self._tools(resp):
-                self._function_call(resp, reply)
-            else:
-                text = reply.text if isinstance(reply, SpeakReply) else ""
-                if self._part_type(resp) == "text":
-                    self._text_reply(resp, text)
-                else:
-                    await self._audio_reply(resp, text)
+            await self._respond(resp, chunks)
         except BrainError as exc:
+            self.error("brain_error", str(exc), error_type="server_error")
             self._fail_response(resp, _error_detail("brain_error", str(exc)))
             return
         except Exception as exc:  # the voice or a third-party brain failed
             log.exception("response %s failed", resp.id)
             self._fail_response(resp, _error_detail("server_error", f"{type(exc).__name__}: {exc}"))
             return
+        finally:
+            await chunks.aclose()  # a streaming brain closes its connection
         self._finish_response(resp, "completed", None)
         await self._wait_played_out(resp)
         self._idle_from_ms = self._stream_ms()
@@ -745,10 +802,9 @@ class ServerSession:
         return {"response_id": resp.id, "item_id": resp.item["id"], "output_index": 0,
                 "content_index": 0}
 
-    def _text_reply(self, resp: _Response, text: str) -> None:
+    async def _text_reply(self, resp: _Response, deltas: AsyncIterator[str]) -> None:
         self._open_message(resp)
-        for i, word in enumerate(text.split()):
-            delta = word if i == 0 else " " + word
+        async for delta in deltas:
             self.emit("response.output_text.delta", **self._ids(resp), delta=delta)
             resp.text_sent += delta
         self._close_message(resp, "completed")
@@ -758,30 +814,51 @@ class ServerSession:
         self.emit("response.output_audio_transcript.delta", **self._ids(resp), delta=delta)
         resp.text_sent += delta
 
-    async def _audio_reply(self, resp: _Response, text: str) -> None:
+    async def _audio_reply(self, resp: _Response, texts: AsyncIterator[str]) -> None:
+        """Speak each sentence as soon as it comes; transcript deltas follow the playout."""
         item = self._open_message(resp)
         loop = asyncio.get_running_loop()
-        pcm, rate = await loop.run_in_executor(None, self.synthesizer.synthesize, text)
-        resp.audio_ms = pcm.size * 1000 / rate
-        self._audio_ms[item["id"]] = resp.audio_ms
-        timings = word_timings(text, pcm.size, rate)
         output = self.output
-        if output is None:
-            if self.audio_deltas:  # the item's audio is what the deltas carried
-                resp.audio_ms = self._emit_audio_deltas(resp, pcm, rate)
-                self._audio_ms[item["id"]] = resp.audio_ms
-            for word, _ in timings:
-                self._transcript_delta(resp, word)
-        else:
-            self.emit("output_audio_buffer.started", response_id=resp.id)
-            resp.audio_started = True
-            self._audio_playing_response = resp.id
-            resp.audio_base_ms = output.played_ms + output.queued_ms
-            output.enqueue(pcm, rate)
-            for word, at_ms in timings:
-                await self._until_played(resp, at_ms)
-                self._transcript_delta(resp, word)
-            await self._until_played(resp, resp.audio_ms - _END_SLACK_MS)
+        words: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
+
+        async def speak() -> None:  # synthesize each sentence and queue its audio at once
+            try:
+                async for text in texts:
+                    pcm, rate = await loop.run_in_executor(None, self.synthesizer.synthesize,
+                                                           text)
+                    offset = resp.audio_ms
+                    if output is None:
+                        if self.audio_deltas:  # the item's audio is what the deltas carried
+                            resp.audio_ms += self._emit_audio_deltas(resp, pcm, rate)
+                        else:
+                            resp.audio_ms += pcm.size * 1000 / rate
+                    else:
+                        if not resp.audio_started:
+                            self.emit("output_audio_buffer.started", response_id=resp.id)
+                            resp.audio_started = True
+                            self._audio_playing_response = resp.id
+                            resp.audio_base_ms = output.played_ms + output.queued_ms
+                        output.enqueue(pcm, rate)
+                        resp.audio_ms += pcm.size * 1000 / rate
+                    self._audio_ms[item["id"]] = resp.audio_ms
+                    for word, at_ms in word_timings(text, pcm.size, rate):
+                        words.put_nowait((word, offset + at_ms))
+            finally:
+                words.put_nowait(None)
+
+        speaker = asyncio.ensure_future(speak())
+        try:
+            while (entry := await words.get()) is not None:
+                if output is not None:
+                    await self._until_played(resp, entry[1])
+                self._transcript_delta(resp, entry[0])
+            await speaker  # its failure (the brain's, the voice's) is the response's
+            if output is not None:
+                await self._until_played(resp, resp.audio_ms - _END_SLACK_MS)
+        finally:
+            if not speaker.done():
+                speaker.cancel()
+                await asyncio.gather(speaker, return_exceptions=True)
         self._close_message(resp, "completed")
 
     def _played_ms(self, resp: _Response) -> float:
@@ -834,11 +911,13 @@ class ServerSession:
         call_id = _new_id("call_")
         item = {"id": _new_id("item_"), "object": "realtime.item", "type": "function_call",
                 "status": "in_progress", "name": reply.name, "call_id": call_id, "arguments": ""}
+        index = len(resp.output)  # after the spoken message, if the brain said something first
         resp.output.append(item)
-        self.emit("response.output_item.added", response_id=resp.id, output_index=0, item=item)
+        self.emit("response.output_item.added", response_id=resp.id, output_index=index,
+                  item=item)
         if not self._out_of_band(resp):
             self._add_item(item, None)
-        ids = {"response_id": resp.id, "item_id": item["id"], "output_index": 0,
+        ids = {"response_id": resp.id, "item_id": item["id"], "output_index": index,
                "call_id": call_id}
         args = reply.arguments
         step = max(1, len(args) // 3)
@@ -846,7 +925,8 @@ class ServerSession:
             self.emit("response.function_call_arguments.delta", **ids, delta=args[i:i + step])
         self.emit("response.function_call_arguments.done", **ids, name=reply.name, arguments=args)
         item.update(arguments=args, status="completed")
-        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=item)
+        self.emit("response.output_item.done", response_id=resp.id, output_index=index,
+                  item=item)
         if not self._out_of_band(resp):
             self.emit("conversation.item.done", item=item,
                       previous_item_id=self._previous_of(item["id"]))
