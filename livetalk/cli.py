@@ -87,10 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_port, default=8765, help="TCP port (0 = any free port)")
     p.add_argument("--api-key", help="require exactly this standard key (default: any sk-...)")
-    p.add_argument("--phrases", help="phrase list file constraining recognition")
+    p.add_argument("--phrases", help="phrase list file biasing recognition (Whisper's hot "
+                   "words; the only sentences pocketsphinx recognises)")
+    p.add_argument("--asr", choices=["auto", "whisper", "pocketsphinx"], default="auto",
+                   help="the recogniser: auto = Whisper with livetalk[asr], else pocketsphinx")
+    p.add_argument("--whisper-model", metavar="DIR",
+                   help="a CTranslate2 Whisper model directory (default: the bundled tiny.en)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--reply", choices=["echo"], default="echo", help="the brain (echo)")
     group.add_argument("--script", help="a file of scripted replies (text, JSON or YAML)")
+    group.add_argument("--brain", choices=["echo", "chat"],
+                       help="chat: ask an OpenAI-compatible Chat Completions endpoint")
+    p.add_argument("--chat-base-url", metavar="URL",
+                   help="the chat endpoint's API root, e.g. http://127.0.0.1:8080/v1 (key, if "
+                   "any, in LIVETALK_CHAT_API_KEY)")
+    p.add_argument("--chat-model", metavar="NAME", help="the model the chat endpoint serves")
     p.add_argument("--realtime-factor", type=_positive, default=1.0,
                    help="run the media clock N times faster than real time")
     p.add_argument("--fault", action="append", default=[], metavar="NAME",
@@ -307,8 +318,13 @@ async def _serve(args: argparse.Namespace) -> int:
     from livetalk.server.faults import Faults
 
     brain: Any = args.script or "echo"
+    if args.brain == "chat":
+        from livetalk.server.chat import ChatBrain
+
+        brain = ChatBrain(args.chat_base_url or "", args.chat_model or "")
     server = LocalServer(host=args.host, port=args.port, api_key=args.api_key, brain=brain,
-                         phrases=args.phrases, realtime_factor=args.realtime_factor,
+                         phrases=args.phrases, asr=args.asr, whisper_model=args.whisper_model,
+                         realtime_factor=args.realtime_factor,
                          faults=Faults.parse(args.fault), max_call_s=args.max_call_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -327,12 +343,17 @@ async def _serve(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from livetalk.server import LocalServer
     from livetalk.server.asr import load_phrases
+    from livetalk.server.whisper import whisper_missing
 
     printer = _Printer(args.jsonl)
-    phrases = load_phrases(str(DATA / "demo_phrases.txt"))
-    async with LocalServer(port=0, phrases=phrases, realtime_factor=args.speed) as server:
+    if whisper_missing() is None:  # open vocabulary: no phrase list needed
+        ears: dict[str, Any] = {"asr": "whisper"}
+    else:  # the light fallback is only accurate on the phrases the recording says
+        ears = {"asr": "pocketsphinx", "phrases": load_phrases(str(DATA / "demo_phrases.txt"))}
+    async with LocalServer(port=0, realtime_factor=args.speed, **ears) as server:
         if not args.jsonl:
-            print(f"local server on {server.base_url}; streaming {DATA / 'demo.wav'}", flush=True)
+            print(f"local server on {server.base_url} (ears: {server.transcriber!r}); "
+                  f"streaming {DATA / 'demo.wav'}", flush=True)
         summary = await run_file(
             str(DATA / "demo.wav"), base_url=server.base_url, api_key="sk-livetalk-demo",
             model=None, printer=printer, save_reply=args.out, speed=args.speed,
