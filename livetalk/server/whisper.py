@@ -196,6 +196,11 @@ class WhisperTranscriber:
         self._engine = _engine(_EngineKey(str(path.resolve()) if path.exists() else str(model),
                                           compute_type, threads, workers))
         self.phrases = [p.strip() for p in phrases or () if p.strip()]
+        # written as sentences: Whisper imitates the style of its prompt, and a list of
+        # lower-case fragments made it drop punctuation and repeat itself
+        self._hotwords = " ".join(
+            p[0].upper() + p[1:] + ("" if p[-1] in ".!?" else ".") for p in self.phrases
+        ) or None
         self.language = language
         self.beam_size = beam_size
         self.window_s = float(window_s)
@@ -261,7 +266,7 @@ class WhisperTranscriber:
         model = engine.model
         language = self._language(hints)
         prompt = hints.prompt or None
-        hotwords = ", ".join(self.phrases) or None
+        hotwords = self._hotwords
         features = model.feature_extractor(samples)
         frames = features.shape[-1]
         window = min(_FULL_WINDOW_S * _FRAMES_PER_S, max(
