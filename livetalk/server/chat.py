@@ -76,7 +76,8 @@ def chat_messages(ctx: BrainContext) -> list[dict[str, Any]]:
     items = ctx.items or [
         {"type": "message", "role": role, "content": [{"type": "text", "text": text}]}
         for role, text in ctx.history
-    ]
+    ] or [{"type": "message", "role": "user",
+           "content": [{"type": "text", "text": ctx.transcript}]}]
     for item in items:
         kind = item.get("type")
         if kind == "message":
