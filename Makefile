@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# Whisper ears when the asr extra is installed (the dev install has it), else pocketsphinx
 demo: $(STAMP)
 	$(BIN)/python -m livetalk demo --out demo-reply.wav
 
@@ -27,11 +28,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
-# the longer comparisons of docs/measurements.md: VAD paths, packet loss, load (~12 min)
+# the longer comparisons of docs/measurements.md: VAD paths, packet loss, load (~12 min),
+# and the recognisers of docs/performance.md (WER, CPU, latency, capacity: ~15 min)
 bench-more: $(STAMP)
 	$(BIN)/python -m bench.vad_paths
 	$(BIN)/python -m bench.loss
 	$(BIN)/python -m bench.load_turns
+	$(BIN)/python -m bench.asr
 
 lint: $(STAMP)
 	$(BIN)/ruff check livetalk tests bench examples

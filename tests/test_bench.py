@@ -106,3 +106,24 @@ def test_report_renders_every_row(tmp_path: Path) -> None:
                            quick=True)
     assert "| one way down | <= 50 ms | 24.0 ms | 88.0 ms | 0.27 | met |" in page
     assert info["cpu"] in page
+
+
+def test_recogniser_comparison_building_blocks() -> None:
+    from bench.asr import Condition, lay_out, offline, wer
+    from livetalk.server.asr import PocketSphinxTranscriber
+    from tests.speech_helpers import shared_synthesizer
+
+    sentences = ["what time is it", "thank you goodbye"]
+    noisy = Condition("en-us", 165, 10.0, sentences)
+    lay_out(noisy, seed=1)
+    assert noisy.pcm.size > 24000 * 3 and noisy.label == "en-us 165 wpm, 10 dB SNR"
+    clean = Condition("en-us", 175, None, sentences)
+    for sentence in sentences:  # as if committed by a call: each turn alone, at 24 kHz
+        from livetalk.audio.resample import resample
+
+        pcm, rate = shared_synthesizer().synthesize(sentence)
+        clean.committed.append(resample(pcm, rate, 24000))
+    result = offline(PocketSphinxTranscriber(sentences), [clean])
+    assert result["wer_clean"] == 0.0 and result["transcripts"][clean.label] == sentences
+    assert _sane(result["cpu_s_per_audio_s"])
+    assert wer(["a b c d"], ["a x c"]) == 0.5

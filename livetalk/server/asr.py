@@ -418,12 +418,15 @@ def make_transcriber(
 
     Raises:
         ConfigError: an unknown ``asr``; ``"whisper"`` (or a ``whisper_model``) without the
-            ``asr`` extra, naming it; a model that cannot be loaded; a bad phrase list.
+            ``asr`` extra, naming it; a model that cannot be loaded; a ``whisper_model``
+            with ``"pocketsphinx"``; a bad phrase list.
         TranscriptionError: pocketsphinx is not installed.
     """
     if asr not in ASR_CHOICES:
         raise ConfigError(f"asr must be one of {', '.join(ASR_CHOICES)}; got {asr!r}")
     phrase_list = None if phrases is None else list(phrases)
+    if asr == "pocketsphinx" and whisper_model is not None:
+        raise ConfigError("a Whisper model was given, but the recogniser is pocketsphinx")
     if asr != "pocketsphinx":
         from livetalk.server.whisper import WhisperTranscriber, whisper_missing
 

@@ -151,6 +151,8 @@ def test_auto_picks_whisper_when_the_extra_is_installed() -> None:
     assert isinstance(make_transcriber("pocketsphinx"), PocketSphinxTranscriber)
     with pytest.raises(ConfigError, match="asr must be one of"):
         make_transcriber("vosk")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="recogniser is pocketsphinx"):
+        make_transcriber("pocketsphinx", whisper_model="/models/small.en")
 
 
 @pytest.mark.slow
