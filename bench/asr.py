@@ -14,8 +14,10 @@
    pocketsphinx without a phrase list (the baseline), pocketsphinx with the sixteen sentences
    as its list, Whisper (``window_s`` 10, the default) and Whisper with its own 30 s window.
    Word error rate per set (case and punctuation ignored, over the concatenated turns, so a
-   turn the VAD split in two costs nothing), and CPU seconds per second of audio
-   (``time.process_time`` around each call; Whisper runs one thread).
+   turn the VAD split in two costs little), and CPU seconds per second of audio
+   (``time.process_time`` around each call; Whisper runs one thread). The same recognisers
+   also hear each sentence straight from the synthesizer (no call, no VAD): the difference
+   is what the call (Opus, the VAD's cuts, late packets on a loaded machine) costs.
 4. **Capacity** (unless ``--no-capacity``): :mod:`bench.load_turns` with the server pinned to
    one core, for each recogniser at a few call counts, alternating: lost turns, transcripts
    right, reply latency and the outbound pacing.
@@ -91,6 +93,7 @@ class Condition:
     snr_db: float | None
     sentences: list[str]
     pcm: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int16))
+    direct: list[np.ndarray] = field(repr=False, default_factory=list)
     committed: list[np.ndarray] = field(repr=False, default_factory=list)
     live: list[str] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
@@ -105,6 +108,7 @@ class Condition:
 def lay_out(condition: Condition, seed: int) -> None:
     """Synthesize the sentences in the condition's voice, 1.5 s apart, noise if any."""
     voice = EspeakSynthesizer(condition.voice, condition.wpm)
+    rng = np.random.default_rng(1000 + seed)
     parts = [np.zeros(RATE // 2, dtype=np.int16)]
     bounds: list[tuple[float, float]] = []
     pos = parts[0].size
@@ -114,6 +118,12 @@ def lay_out(condition: Condition, seed: int) -> None:
         bounds.append((pos * 1000 / RATE, (pos + pcm.size) * 1000 / RATE))
         parts += [pcm, np.zeros(round(GAP_S * RATE), dtype=np.int16)]
         pos += pcm.size + parts[-1].size
+        alone = np.concatenate([np.zeros(RATE // 4, np.int16), pcm, np.zeros(RATE // 2, np.int16)])
+        if condition.snr_db is not None:
+            edge = RATE // 4 * 1000 / RATE
+            alone = add_noise(alone, RATE, [(edge, edge + pcm.size * 1000 / RATE)],
+                              condition.snr_db, int(rng.integers(1 << 30)))
+        condition.direct.append(alone)
     out = np.concatenate(parts)
     if condition.snr_db is not None:
         out = add_noise(out, RATE, bounds, condition.snr_db, seed)
@@ -178,14 +188,16 @@ def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     return word_errors(" ".join(references), " ".join(hypotheses)) / words
 
 
-def offline(recogniser: Transcriber, conditions: Sequence[Condition]) -> dict[str, Any]:
-    """Run one recogniser on every committed turn: WER per condition, CPU per audio second."""
+def offline(recogniser: Transcriber, conditions: Sequence[Condition], *,
+            direct: bool = False) -> dict[str, Any]:
+    """Run one recogniser on every committed turn (or, ``direct``, on every sentence as
+    synthesized): WER per condition, CPU per audio second."""
     cpu = audio = 0.0
     per: dict[str, float] = {}
     texts: dict[str, list[str]] = {}
     for condition in conditions:
         out = []
-        for pcm in condition.committed:
+        for pcm in condition.direct if direct else condition.committed:
             start = time.process_time()
             out.append(recogniser.transcribe(pcm, RATE))
             cpu += time.process_time() - start
@@ -239,10 +251,11 @@ async def run(quick: bool, *, capacity: bool = True) -> dict[str, Any]:
         "whisper tiny.en (window 10 s)": whisper,
         "whisper tiny.en (window 30 s)": WhisperTranscriber(window_s=30),
     }
-    offline_results = {}
+    offline_results, direct_results = {}, {}
     for name, recogniser in recognisers.items():
         print(f"  recognising offline: {name}", flush=True)
         offline_results[name] = offline(recogniser, conditions)
+        direct_results[name] = offline(recogniser, conditions, direct=True)
     three_s = [ms for c in conditions for ms, s in zip(c.latency_ms, c.turn_s, strict=True)
                if 2.5 <= s <= 3.5]
     live = {
@@ -260,7 +273,7 @@ async def run(quick: bool, *, capacity: bool = True) -> dict[str, Any]:
         "machine": {**info, "quick": quick},
         "settings": {"voices": [f"{v}@{w}" for v, w in VOICES], "snr_db": list(SNRS),
                      "sentences": sentences, "gap_s": GAP_S},
-        "live_call": live, "offline": offline_results,
+        "live_call": live, "offline": offline_results, "direct": direct_results,
     }
     if capacity:
         runs = []
@@ -279,11 +292,14 @@ async def run(quick: bool, *, capacity: bool = True) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     """The summary tables (also pasted into docs/performance.md)."""
     base = result["offline"]["pocketsphinx, no list (baseline)"]
-    lines = ["| Recogniser | WER clean | WER 10 dB | CPU s per audio s | CPU vs baseline |",
-             "|---|---|---|---|---|"]
+    lines = ["| Recogniser | WER clean, after the call | WER 10 dB, after the call | "
+             "WER clean, direct | WER 10 dB, direct | CPU s per audio s | CPU vs baseline |",
+             "|---|---|---|---|---|---|---|"]
     for name, r in result["offline"].items():
+        d = result["direct"][name]
         ratio = r["cpu_s_per_audio_s"] / base["cpu_s_per_audio_s"]
         lines.append(f"| {name} | {r['wer_clean']:.1%} | {r['wer_noisy']:.1%} | "
+                     f"{d['wer_clean']:.1%} | {d['wer_noisy']:.1%} | "
                      f"{r['cpu_s_per_audio_s']:.3f} | {ratio:.2f}x |")
     live = result["live_call"]
     lat, lat3 = live["commit_to_completed_ms"], live["commit_to_completed_ms_3s_turns"]
