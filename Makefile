@@ -34,7 +34,7 @@ bench-more: $(STAMP)
 	$(BIN)/python -m bench.vad_paths
 	$(BIN)/python -m bench.loss
 	$(BIN)/python -m bench.load_turns
-	$(BIN)/python -m bench.asr
+	$(BIN)/python -m bench.asr --docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check livetalk tests bench examples

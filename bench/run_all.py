@@ -352,7 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {RESULTS.relative_to(ROOT)}", end="")
     if not args.no_docs:
         DOCS.parent.mkdir(parents=True, exist_ok=True)
-        DOCS.write_text(render_markdown(info, runner.rows, runner.details, quick=args.quick))
+        from bench.asr import kept_section  # written by python -m bench.asr; kept as is
+
+        kept = kept_section(DOCS.read_text() if DOCS.exists() else "")
+        DOCS.write_text(render_markdown(info, runner.rows, runner.details, quick=args.quick)
+                        + kept)
         print(f" and {DOCS.relative_to(ROOT)}", end="")
     print(f" in {info['duration_s']:.0f} s")
     return 0
