@@ -333,3 +333,12 @@ async def test_a_failing_endpoint_fails_the_response_and_the_call_goes_on(
     assert [e.code for e in call.errors] == ["brain_error"]
     assert completed["status"] == "completed" and reply.text == "Back again."
     validator.assert_valid()
+
+
+def test_livetalk_serve_brain_chat_needs_its_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    from livetalk.cli import main
+
+    assert main(["serve", "--port", "0", "--brain", "chat", "--chat-model", "m"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["livetalk: error: the chat brain needs the endpoint's base URL "
+                   "(--chat-base-url)"]
