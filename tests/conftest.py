@@ -78,6 +78,14 @@ def transcriber(demo_phrases: list[str]) -> Any:
 
 
 @pytest.fixture(scope="session")
+def whisper() -> Any:
+    """The open-vocabulary recogniser (the bundled Whisper tiny.en), loaded once per session."""
+    from livetalk.server.whisper import WhisperTranscriber
+
+    return WhisperTranscriber()
+
+
+@pytest.fixture(scope="session")
 def synthesizer() -> Any:
     from livetalk.server.tts import EspeakSynthesizer
 

@@ -26,6 +26,7 @@ __all__ = [
     "feed_in_chunks",
     "make_turns",
     "shared_synthesizer",
+    "word_errors",
 ]
 
 DEMO_PHRASES = ("hello can you hear me", "what is the weather like today", "thank you goodbye")
@@ -123,3 +124,22 @@ def feed_in_chunks(detector: TurnDetector, pcm: np.ndarray, chunk: int) -> list[
     for i in range(0, pcm.size, chunk):
         events += detector.feed(pcm[i:i + chunk])
     return events
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Word-level edit distance (substitutions + insertions + deletions) between two texts,
+    after :func:`~livetalk.server.asr.normalize_phrase` (case and punctuation ignored).
+
+    The word error rate of a set of turns is the sum of this over the sum of the reference
+    word counts.
+    """
+    from livetalk.server.asr import normalize_phrase
+
+    ref, hyp = normalize_phrase(reference).split(), normalize_phrase(hypothesis).split()
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, other in enumerate(hyp, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1,
+                                           diagonal + (word != other))
+    return row[-1]

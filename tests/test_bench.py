@@ -121,3 +121,24 @@ def test_scenario_scale_bench_batches_and_renders() -> None:
                    "cpu_per_call": [{"speed": 4.0, "client": cpu, "client_and_server": cpu}]})
     assert "| ray (2 workers x 2) | 60.0 | 7/7 | +0.25 |" in page
     assert "joining the cluster 2.5 s" in page and "| 4 | 0.1 | 0.1 | 200 MB |" in page
+
+
+def test_recogniser_comparison_building_blocks() -> None:
+    from bench.asr import Condition, lay_out, offline, wer
+    from livetalk.server.asr import PocketSphinxTranscriber
+    from tests.speech_helpers import shared_synthesizer
+
+    sentences = ["what time is it", "thank you goodbye"]
+    noisy = Condition("en-us", 165, 10.0, sentences)
+    lay_out(noisy, seed=1)
+    assert noisy.pcm.size > 24000 * 3 and noisy.label == "en-us 165 wpm, 10 dB SNR"
+    clean = Condition("en-us", 175, None, sentences)
+    for sentence in sentences:  # as if committed by a call: each turn alone, at 24 kHz
+        from livetalk.audio.resample import resample
+
+        pcm, rate = shared_synthesizer().synthesize(sentence)
+        clean.committed.append(resample(pcm, rate, 24000))
+    result = offline(PocketSphinxTranscriber(sentences), [clean])
+    assert result["wer_clean"] == 0.0 and result["transcripts"][clean.label] == sentences
+    assert _sane(result["cpu_s_per_audio_s"])
+    assert wer(["a b c d"], ["a x c"]) == 0.5

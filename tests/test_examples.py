@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from livetalk.server.asr import normalize_phrase
+
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -31,8 +33,9 @@ async def _run(script: str, *args: str) -> str:
 
 async def test_run_file_example(tmp_path: Path) -> None:
     out = await _run("run_file.py", "--save-reply", str(tmp_path / "reply.wav"))
-    assert "user: what is the weather like today" in out
-    assert "assistant: You said: thank you goodbye." in out
+    heard = normalize_phrase(out)  # Whisper's ears (asr extra) add casing and punctuation
+    assert "user what is the weather like today" in heard
+    assert "assistant you said thank you goodbye" in heard
     assert (tmp_path / "reply.wav").stat().st_size > 10_000
 
 

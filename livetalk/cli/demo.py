@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from livetalk._extras import require
 from livetalk.cli._args import HelpFormatter, check_output_path, positive
@@ -19,8 +20,9 @@ DESCRIPTION = """\
 Start livetalk's local Realtime-compatible server in this process, open a real WebRTC call
 to it, stream the bundled recording (livetalk.data.DEMO_WAV: three short questions), print
 the transcript and the turns, and save the assistant's spoken replies to --out. The local
-server's recogniser picks among the recording's phrases (livetalk.data.DEMO_PHRASES) and
-its brain answers "You said: ...". No network, no API key. Needs the 'server' extra.
+server hears with Whisper when the 'asr' extra is installed (else pocketsphinx, told the
+recording's phrases, livetalk.data.DEMO_PHRASES) and its brain answers "You said: ...".
+No network, no API key. Needs the 'server' extra.
 """
 
 
@@ -44,11 +46,16 @@ async def main(args: argparse.Namespace, runtime: Runtime) -> ExitStatus:
     from livetalk.data import DEMO_PHRASES, DEMO_WAV
     from livetalk.server import LocalServer
     from livetalk.server.asr import load_phrases
+    from livetalk.server.whisper import whisper_missing
 
     printer = printer_for(args.jsonl, runtime)
-    phrases = load_phrases(DEMO_PHRASES)
-    async with LocalServer(port=0, phrases=phrases, realtime_factor=args.speed) as server:
-        printer.message(f"local server on {server.base_url}; streaming {DEMO_WAV}")
+    if whisper_missing() is None:  # open vocabulary: no phrase list needed
+        ears: dict[str, Any] = {"asr": "whisper"}
+    else:  # the light fallback is accurate only on the phrases the recording says
+        ears = {"asr": "pocketsphinx", "phrases": load_phrases(DEMO_PHRASES)}
+    async with LocalServer(port=0, realtime_factor=args.speed, **ears) as server:
+        printer.message(f"local server on {server.base_url} (ears: {server.transcriber!r}); "
+                        f"streaming {DEMO_WAV}")
         summary = await run_file(
             str(DEMO_WAV), RunOptions(base_url=server.base_url, api_key=DEMO_KEY,
                                       save_reply=args.out, speed=args.speed),

@@ -21,14 +21,16 @@ LOGGER = "livetalk.server"
 
 DESCRIPTION = """\
 Serve the Realtime API's calls, WebSocket and client-secret endpoints on HOST:PORT, with
-real WebRTC, pocketsphinx ears and an espeak-ng voice: offline development and tests, no
-API key. The first line on stdout is "listening on http://HOST:PORT/v1"; then stderr gets
-one line per call (connected, closed, errors). SIGINT or SIGTERM stops it (status 0).
-Needs the 'server' extra.
+real WebRTC, Whisper ears (pocketsphinx without the 'asr' extra) and an espeak-ng voice:
+offline development and tests, no API key. The first line on stdout is "listening on
+http://HOST:PORT/v1"; then stderr gets one line per call (connected, closed, errors).
+SIGINT or SIGTERM stops it (status 0). Needs the 'server' extra.
 
-The recogniser is accurate only on phrases it expects: give it the phrases your audio says
-with --phrases (the bundled recording's are in livetalk/data/demo_phrases.txt). Without a
-phrase list it guesses free English, and mishears most of it.
+Whisper (pip install 'livetalk[asr]') hears free English; --phrases biases it toward the
+words you list. The pocketsphinx fallback is accurate only on the phrases of --phrases (the
+bundled recording's are in livetalk/data/demo_phrases.txt); without a list it mishears
+most of what is said. --brain chat answers with any OpenAI-compatible Chat Completions
+endpoint (a llama.cpp or vLLM server) instead of the echo.
 
   livetalk serve --port 8765 --phrases livetalk/data/demo_phrases.txt
 """
@@ -43,13 +45,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--api-key", metavar="KEY",
                    help="accept only this standard key (default: any key starting sk-)")
     p.add_argument("--phrases", metavar="FILE",
-                   help="phrase list (one phrase per line) the recogniser chooses from "
-                   "(default: free English, inaccurate)")
+                   help="phrase list, one per line: Whisper's hot words; the only sentences "
+                   "pocketsphinx recognises")
+    p.add_argument("--asr", choices=["auto", "whisper", "pocketsphinx"], default="auto",
+                   help="the recogniser (auto: Whisper with the 'asr' extra, else pocketsphinx)")
+    p.add_argument("--whisper-model", metavar="DIR",
+                   help="a CTranslate2 Whisper model directory (default: the packaged tiny.en)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--reply", choices=["echo"], default="echo",
                        help="the brain: echo answers 'You said: ...'")
     group.add_argument("--script", metavar="FILE",
                        help="answer with scripted replies from FILE (text lines, JSON or YAML)")
+    group.add_argument("--brain", choices=["echo", "chat"],
+                       help="chat: answer with an OpenAI-compatible Chat Completions endpoint")
+    p.add_argument("--chat-base-url", metavar="URL",
+                   help="the chat endpoint's API root, e.g. http://127.0.0.1:8080/v1 (its key, "
+                   "if any, in LIVETALK_CHAT_API_KEY)")
+    p.add_argument("--chat-model", metavar="NAME", help="the model the chat endpoint serves")
     p.add_argument("--realtime-factor", type=positive, default=1.0, metavar="N",
                    help="run the media clock N times faster than real time (clients then "
                    "use --speed N)")
@@ -84,8 +96,13 @@ async def main(args: argparse.Namespace, runtime: Runtime) -> ExitStatus:
     from livetalk.server.faults import Faults
 
     brain: Any = args.script or args.reply
+    if args.brain == "chat":
+        from livetalk.server.chat import ChatBrain
+
+        brain = ChatBrain(args.chat_base_url or "", args.chat_model or "")
     server = LocalServer(host=args.host, port=args.port, api_key=args.api_key, brain=brain,
-                         phrases=args.phrases, realtime_factor=args.realtime_factor,
+                         phrases=args.phrases, asr=args.asr, whisper_model=args.whisper_model,
+                         realtime_factor=args.realtime_factor,
                          faults=Faults.parse(args.fault), max_call_s=args.max_call_s)
     configure_logging(verbose=args.verbose, quiet=args.quiet)
     stop = asyncio.Event()

@@ -49,7 +49,14 @@ from livetalk.protocol.session import (
     merge_session,
     validate_session,
 )
-from livetalk.server.asr import PocketSphinxTranscriber, Transcriber, load_phrases
+from livetalk.server.asr import (
+    AsrChoice,
+    Transcriber,
+    TranscriptionHints,
+    load_phrases,
+    make_transcriber,
+    transcript_pieces,
+)
 from livetalk.server.brain import Brain, make_brain
 from livetalk.server.faults import FailingTranscriber, Faults, RtpLoss, sever_peer
 from livetalk.server.session import INPUT_RATE, ServerSession
@@ -158,8 +165,13 @@ class LocalServer:
         port: TCP port; 0 picks a free one (read :attr:`base_url` after :meth:`start`).
         api_key: when set, the only standard key accepted; otherwise any ``sk-`` key is.
         brain: ``"echo"`` (default), a script file path, a callable, or a Brain.
-        transcriber: the ears; default pocketsphinx constrained to ``phrases`` if given.
-        phrases: phrase list (or a path to one) for the default transcriber.
+        transcriber: the ears; by default the one ``asr`` names.
+        asr: the default ears: ``"auto"`` (Whisper with the ``asr`` extra, else pocketsphinx,
+            said once in the log), ``"whisper"`` or ``"pocketsphinx"``
+            (:func:`~livetalk.server.asr.make_transcriber`).
+        whisper_model: a CTranslate2 Whisper model directory; default the bundled tiny.en.
+        phrases: phrase list (or a path to one) for the default transcriber: hot words for
+            Whisper, the only sentences pocketsphinx recognises.
         synthesizer: the voice; default espeak-ng.
         realtime_factor: the media clock runs this many times faster than real time.
         max_call_s: session length limit (the API's is 3600 s); then an ``error`` event
@@ -179,6 +191,8 @@ class LocalServer:
         api_key: str | None = None,
         brain: Brain | str | Callable[..., Any] = "echo",
         transcriber: Transcriber | None = None,
+        asr: AsrChoice = "auto",
+        whisper_model: str | None = None,
         phrases: list[str] | str | None = None,
         synthesizer: Synthesizer | None = None,
         realtime_factor: float = 1.0,
@@ -199,7 +213,8 @@ class LocalServer:
         self.brain = make_brain(brain)
         if isinstance(phrases, str):
             phrases = load_phrases(phrases)
-        self.transcriber = transcriber or PocketSphinxTranscriber(phrases=phrases)
+        self.transcriber = transcriber or make_transcriber(asr, phrases=phrases,
+                                                           whisper_model=whisper_model)
         self.synthesizer = synthesizer or EspeakSynthesizer()
         self.realtime_factor = realtime_factor
         self.max_call_s = max_call_s
@@ -630,7 +645,12 @@ class LocalServer:
             return _error(400, "Audio file is empty or contains no audio stream.",
                           code="invalid_value", param="file")
         try:
-            text = await loop.run_in_executor(None, self.transcriber.transcribe, pcm, INPUT_RATE)
+            hints = TranscriptionHints(
+                language=form.get("language", b"").decode("utf-8", "replace").strip() or None,
+                prompt=form.get("prompt", b"").decode("utf-8", "replace").strip() or None)
+            pieces = [p async for p in transcript_pieces(self.transcriber, pcm, INPUT_RATE,
+                                                         hints)]
+            text = " ".join(pieces)
         except LivetalkError as exc:
             log.warning("batch transcription with %s failed: %s", model, exc)
             return _error(500, "The transcription failed.", code="transcription_failed",

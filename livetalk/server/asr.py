@@ -1,22 +1,34 @@
 """The local server's "ears": speech recognition for committed user turns.
 
-:class:`PocketSphinxTranscriber` runs pocketsphinx (its wheel bundles the US English model) on
-a whole turn. Open-vocabulary recognition of synthetic speech is poor (58-78 % word error rate
-measured on eSpeak sentences), so give it the phrases your tests or demo will say: it then
-recognises one of them with a JSGF grammar, which got 12 of 12 eSpeak sentences right, clean
-and after an Opus round trip.
+Two recognisers ship with livetalk:
 
-Any other recogniser plugs in through the :class:`Transcriber` protocol, or as a plain
-callable wrapped in :class:`CallableTranscriber`.
+* :class:`~livetalk.server.whisper.WhisperTranscriber` (extra ``asr``): Whisper through
+  faster-whisper, open vocabulary, with punctuation. The default when the extra is installed.
+* :class:`PocketSphinxTranscriber` (extra ``server``): the light fallback. Its open-vocabulary
+  recognition of synthetic speech is poor (58-78 % word error rate measured on eSpeak
+  sentences); given the phrases your tests will say, it recognises one of them with a JSGF
+  grammar (12 of 12 eSpeak sentences right, clean and after an Opus round trip).
+
+:func:`make_transcriber` picks one from a server option. Any other recogniser plugs in through
+the :class:`Transcriber` protocol (``transcribe(pcm, rate) -> str``), or as a plain callable
+wrapped in :class:`CallableTranscriber`. A recogniser that can hand out its text piece by piece
+as it decodes, and take the session's ``language`` and ``prompt``, implements
+:class:`StreamingTranscriber` as well; :func:`transcript_pieces` runs either kind off the event
+loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 
@@ -27,13 +39,21 @@ from livetalk.audio.vad import speech_span
 from livetalk.errors import ConfigError, TranscriptionError
 
 __all__ = [
+    "ASR_CHOICES",
+    "AsrChoice",
     "CallableTranscriber",
     "PocketSphinxTranscriber",
+    "StreamingTranscriber",
     "TranscriptionError",
+    "TranscriptionHints",
     "Transcriber",
     "load_phrases",
+    "make_transcriber",
     "normalize_phrase",
+    "transcript_pieces",
 ]
+
+log = logging.getLogger("livetalk.server")
 
 ASR_RATE = 16000
 """Sample rate of the pocketsphinx acoustic model, in Hz."""
@@ -47,6 +67,20 @@ _SILENCE_DBFS = -60.0
 """Turns quieter than this are silence: a grammar decoder would still pick some phrase."""
 _NOT_WORD = re.compile(r"[^a-z0-9']+")
 
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionHints:
+    """What the session tells the recogniser about a turn (``audio.input.transcription``).
+
+    Attributes:
+        language: ISO-639-1 code of the speech (``"en"``), or None to let the recogniser decide.
+        prompt: text that the speech is likely to follow or resemble (names, vocabulary, the
+            previous sentence), or None.
+    """
+
+    language: str | None = None
+    prompt: str | None = None
 
 
 @runtime_checkable
@@ -67,6 +101,98 @@ class Transcriber(Protocol):
             The text, or ``""`` if nothing was recognised.
         """
         ...
+
+
+@runtime_checkable
+class StreamingTranscriber(Transcriber, Protocol):
+    """A transcriber that yields its text as it decodes and takes the session's hints.
+
+    :meth:`segments` runs in :attr:`executor` (the recogniser's own bounded pool, so that
+    many calls recognising at once queue there instead of taking every thread of the event
+    loop's default executor). It must be safe to call from several threads.
+    """
+
+    @property
+    def executor(self) -> Executor:
+        """Where the server runs :meth:`segments` (and :meth:`transcribe`)."""
+        ...
+
+    def segments(self, pcm: PCM, rate: int, hints: TranscriptionHints) -> Iterator[str]:
+        """Recognise one turn, yielding each piece of text (a segment) as it is decoded.
+
+        Args:
+            pcm: 1-D int16 mono samples of one turn.
+            rate: their sample rate in Hz.
+            hints: the session's language and prompt.
+
+        Yields:
+            Pieces of the transcript in order, each stripped; joined with spaces they make
+            the whole transcript. Nothing for silence.
+        """
+        ...
+
+
+_DONE = object()
+
+
+async def transcript_pieces(
+    transcriber: Transcriber, pcm: PCM, rate: int, hints: TranscriptionHints | None = None
+) -> AsyncIterator[str]:
+    """Run a transcriber off the event loop and yield its text as it comes.
+
+    A :class:`StreamingTranscriber` runs in its own executor and each segment is yielded as
+    soon as it is decoded; any other transcriber runs :meth:`Transcriber.transcribe` in the
+    loop's default executor and its text is yielded once. Empty pieces are skipped.
+
+    Cancelling the iteration is safe: the worker thread stops after the segment it is
+    decoding (a decoder cannot be interrupted mid-segment) and its results are dropped.
+
+    Raises:
+        TranscriptionError: the recogniser failed (its exception is chained).
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(transcriber, StreamingTranscriber):
+        try:
+            text = await loop.run_in_executor(None, transcriber.transcribe, pcm, rate)
+        except TranscriptionError:
+            raise
+        except Exception as exc:
+            raise TranscriptionError(f"{transcriber!r} failed: {exc}") from exc
+        if text.strip():
+            yield text.strip()
+        return
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    stop = threading.Event()
+    wanted = hints or TranscriptionHints()
+
+    def put(item: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        try:
+            for piece in transcriber.segments(pcm, rate, wanted):
+                if stop.is_set():
+                    return
+                put(piece)
+        except BaseException as exc:  # handed to the event loop, raised there
+            put(exc)
+        finally:
+            put(_DONE)
+
+    future = loop.run_in_executor(transcriber.executor, work)
+    try:
+        while (item := await queue.get()) is not _DONE:
+            if isinstance(item, TranscriptionError):
+                raise item
+            if isinstance(item, BaseException):
+                raise TranscriptionError(f"{transcriber!r} failed: {item}") from item
+            assert isinstance(item, str)
+            if item:
+                yield item
+        await future
+    finally:
+        stop.set()
 
 
 def normalize_phrase(text: str) -> str:
@@ -110,8 +236,10 @@ class PocketSphinxTranscriber:
     or ``""``. Without, it uses the general language model, whose accuracy on synthetic speech
     is poor: fine to show that something was heard, not to check what.
 
-    One decoder per instance (loading takes about 0.3 s), used under a lock: calls from several
-    threads are serialised. Decoding a grammar costs about 1 % of real time.
+    One decoder per instance (loading takes about 0.3 s), used under a lock, and one worker
+    thread of its own (:attr:`executor`): calls from several threads are serialised. Decoding
+    a grammar costs about 1 % of real time. The session's language and prompt hints are
+    ignored (the model is US English).
 
     Args:
         phrases: the phrases to recognise, or None for open vocabulary.
@@ -164,6 +292,18 @@ class PocketSphinxTranscriber:
             except (RuntimeError, ValueError) as exc:
                 raise ConfigError(f"pocketsphinx rejected the phrase grammar: {exc}") from exc
         self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="livetalk-pocketsphinx")
+
+    @property
+    def executor(self) -> Executor:
+        """The one worker thread the server runs this decoder in."""
+        return self._executor
+
+    def segments(self, pcm: PCM, rate: int, hints: TranscriptionHints) -> Iterator[str]:
+        """The whole transcript as one piece (pocketsphinx decodes a turn at once)."""
+        text = self.transcribe(pcm, rate)
+        if text:
+            yield text
 
     def transcribe(self, pcm: PCM, rate: int) -> str:
         """Recognise one turn.
@@ -246,3 +386,56 @@ class CallableTranscriber:
 
     def __repr__(self) -> str:
         return f"CallableTranscriber({self._fn!r})"
+
+
+AsrChoice: TypeAlias = Literal["auto", "whisper", "pocketsphinx"]
+"""Which recogniser the server uses: ``auto`` is Whisper when the ``asr`` extra is installed,
+pocketsphinx otherwise."""
+ASR_CHOICES: tuple[AsrChoice, ...] = ("auto", "whisper", "pocketsphinx")
+
+_fallback_reported = False
+"""Whether the fallback to pocketsphinx was logged already (it is said once per process)."""
+
+
+def make_transcriber(
+    asr: AsrChoice = "auto",
+    *,
+    phrases: Iterable[str] | None = None,
+    whisper_model: str | Path | None = None,
+) -> Transcriber:
+    """Build the server's recogniser from its options.
+
+    Args:
+        asr: ``"whisper"`` (needs the ``asr`` extra), ``"pocketsphinx"``, or ``"auto"``:
+            Whisper when the extra is installed, else pocketsphinx, saying so once per process
+            with a warning on the ``livetalk.server`` logger.
+        phrases: what the users will probably say. Whisper is biased towards them (as hot
+            words); pocketsphinx recognises only them.
+        whisper_model: a CTranslate2 Whisper model directory (or the name of one in the
+            Hugging Face cache); default: the ``tiny.en`` model of the ``asr`` extra.
+
+    Raises:
+        MissingExtraError: ``"whisper"`` (or a ``whisper_model``) without the ``asr`` extra.
+        ConfigError: an unknown ``asr``; a model that cannot be loaded; a ``whisper_model``
+            with ``"pocketsphinx"``; a bad phrase list.
+        TranscriptionError: pocketsphinx is not installed.
+    """
+    if asr not in ASR_CHOICES:
+        raise ConfigError(f"asr must be one of {', '.join(ASR_CHOICES)}; got {asr!r}")
+    phrase_list = None if phrases is None else list(phrases)
+    if asr == "pocketsphinx" and whisper_model is not None:
+        raise ConfigError("a Whisper model was given, but the recogniser is pocketsphinx")
+    if asr != "pocketsphinx":
+        from livetalk.server.whisper import WhisperTranscriber, require_whisper, whisper_missing
+
+        missing = whisper_missing()
+        if missing is None:
+            return WhisperTranscriber(whisper_model, phrases=phrase_list)
+        if asr == "whisper" or whisper_model is not None:
+            require_whisper()  # raises MissingExtraError
+        global _fallback_reported
+        if not _fallback_reported:
+            _fallback_reported = True
+            log.warning("%s; recognising with pocketsphinx, which is accurate only on a "
+                        "phrase list", missing)
+    return PocketSphinxTranscriber(phrases=phrase_list)

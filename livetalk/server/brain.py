@@ -5,11 +5,20 @@ conversation so far, the instructions, the session's tools and any tool outputs 
 last spoke) and awaits :meth:`Brain.reply`, which returns what to do: :class:`SpeakReply` (say
 this text) or :class:`ToolCallReply` (call this function with these JSON arguments).
 
+A brain that produces its answer bit by bit (a language model) implements
+:class:`StreamingBrain` instead: :meth:`~StreamingBrain.stream` yields text deltas (str) as they
+come, then any :class:`ToolCallReply`. The server sends text deltas on at once in a text
+response; in an audio response it cuts the text into sentences (:func:`sentences`) and starts
+speaking the first sentence while the rest is still being generated. :func:`brain_stream`
+gives the same stream for any brain.
+
 Shipped brains:
 
 * :class:`EchoBrain`: repeats what it heard, and reads back tool results.
 * :class:`ScriptBrain`: plays a fixed list of replies, from code or from a file.
 * :class:`CallableBrain`: wraps a host function, sync or async.
+* :class:`~livetalk.server.chat.ChatBrain`: asks any OpenAI-compatible Chat Completions
+  endpoint (a local llama.cpp or vLLM server, or the real API), streaming.
 
 :func:`make_brain` builds one from a server option (``"echo"``, a script path or a callable).
 A brain that fails raises :class:`BrainError`, which the server reports as a failed response.
@@ -19,7 +28,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -31,13 +41,17 @@ __all__ = [
     "Brain",
     "BrainContext",
     "BrainError",
+    "BrainChunk",
     "BrainReply",
     "CallableBrain",
     "EchoBrain",
     "ScriptBrain",
     "SpeakReply",
+    "StreamingBrain",
     "ToolCallReply",
+    "brain_stream",
     "make_brain",
+    "sentences",
 ]
 
 
@@ -55,6 +69,11 @@ class BrainContext:
             (``{"type": "function", "name": ..., "description": ..., "parameters": {...}}``).
         tool_outputs: the ``function_call_output`` items added since the user last spoke,
             oldest first (each has ``call_id`` and ``output``).
+        items: every conversation item so far, oldest first, in the API's shape (messages,
+            ``function_call`` and ``function_call_output`` items): what a brain that keeps
+            track of function calls reads.
+        tool_choice: the session's (or the response's) ``tool_choice``: ``"auto"``,
+            ``"none"``, ``"required"`` or ``{"type": "function", "name": ...}``.
     """
 
     transcript: str
@@ -62,6 +81,8 @@ class BrainContext:
     instructions: str = ""
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_outputs: list[dict[str, Any]] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | dict[str, Any] = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +140,86 @@ class Brain(Protocol):
     async def reply(self, ctx: BrainContext) -> BrainReply:
         """The reply to the conversation in ``ctx``."""
         ...
+
+
+BrainChunk: TypeAlias = str | ToolCallReply
+"""What a streaming brain yields: a text delta, or a function call to make."""
+
+
+@runtime_checkable
+class StreamingBrain(Protocol):
+    """A brain that hands its answer out as it is generated.
+
+    Yield text deltas (str, in order; concatenated they make the answer) and then any
+    :class:`ToolCallReply`. Raise :class:`BrainError` to make the response fail, even after
+    some text went out. The server stops iterating when the response is cancelled, so the
+    generator must clean up in ``finally`` (close connections).
+    """
+
+    def stream(self, ctx: BrainContext) -> AsyncIterator[BrainChunk]:
+        """The answer to the conversation in ``ctx``, piece by piece."""
+        ...
+
+
+async def brain_stream(brain: Brain | StreamingBrain, ctx: BrainContext
+                       ) -> AsyncGenerator[BrainChunk, None]:
+    """The answer of any brain as a stream of :data:`BrainChunk`.
+
+    A :class:`StreamingBrain` streams; a plain :class:`Brain`'s spoken reply comes out one
+    word at a time (``"You"``, ``" said:"``...), as text responses have always been sent.
+    """
+    if isinstance(brain, StreamingBrain):
+        chunks = brain.stream(ctx)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:  # the response ended or was cancelled: let the brain close its stream
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+        return
+    reply = await brain.reply(ctx)
+    if isinstance(reply, ToolCallReply):
+        yield reply
+        return
+    for i, word in enumerate(reply.text.split()):
+        yield word if i == 0 else " " + word
+
+
+_SENTENCE_END = re.compile(r"([.!?;:…][\"')\]]*)\s+|\n+")
+_MAX_SENTENCE_CHARS = 200
+"""A run of text without a sentence end is spoken once it is this long (at a space)."""
+
+
+async def sentences(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Cut a stream of text deltas into sentences, each yielded as soon as it is complete.
+
+    A sentence ends at ``. ! ? ; : …`` (and any closing quote or bracket) followed by
+    whitespace, or at a line break; the rest is yielded when the stream ends. Text that runs
+    on for more than 200 characters without one is cut at its last space, so a long
+    unpunctuated answer still starts playing early. Yielded sentences are stripped and never
+    empty.
+    """
+    buffer = ""
+    async for delta in deltas:
+        buffer += delta
+        while True:
+            end = _SENTENCE_END.search(buffer)
+            if end is not None:
+                end_at = end.end(1) if end.group(1) else end.start()
+                rest_at = end.end()
+            elif len(buffer) > _MAX_SENTENCE_CHARS and " " in buffer.strip():
+                text = buffer.rstrip()
+                cut = text.rfind(" ", 0, _MAX_SENTENCE_CHARS)
+                end_at = cut if cut > 0 else text.find(" ", 1)
+                rest_at = end_at + 1
+            else:
+                break
+            sentence, buffer = buffer[:end_at].strip(), buffer[rest_at:]
+            if sentence:
+                yield sentence
+    if buffer.strip():
+        yield buffer.strip()
 
 
 def _strip_end(text: str) -> str:

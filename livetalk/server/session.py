@@ -68,13 +68,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import copy
 import logging
 import math
 import re
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -95,13 +96,16 @@ from livetalk.protocol.session import (
     merge_session,
     validate_session,
 )
-from livetalk.server.asr import Transcriber
+from livetalk.server.asr import Transcriber, TranscriptionHints, transcript_pieces
 from livetalk.server.brain import (
     Brain,
+    BrainChunk,
     BrainContext,
     BrainError,
-    SpeakReply,
+    StreamingBrain,
     ToolCallReply,
+    brain_stream,
+    sentences,
 )
 from livetalk.server.tts import Synthesizer, word_timings
 
@@ -192,6 +196,7 @@ class _Segment:
     start_ms: float  # the output's played position at which it starts playing
     length_ms: float
     started: bool = False
+    generating: bool = True  # more of the reply's audio may come (sentence by sentence)
 
 
 class _Playout:
@@ -220,17 +225,32 @@ class _Playout:
         return head if head is not None and head.started else None
 
     def play(self, response_id: str, item_id: str, pcm: np.ndarray, rate: int) -> _Segment:
-        """Queue a reply's audio; starts it at once when nothing else plays."""
-        position = self._output.played_ms + self._output.queued_ms
-        segment = _Segment(response_id, item_id, position, pcm.size * 1000 / rate)
+        """Queue (more of) a reply's audio; starts it at once when nothing else plays.
+
+        A reply spoken sentence by sentence is one segment: it stays open until
+        :meth:`generated`, so a slow sentence plays silence rather than a stop and a start.
+        """
+        last = self.segments[-1] if self.segments else None
+        if last is not None and last.response_id == response_id and last.generating:
+            segment = last
+            segment.length_ms += pcm.size * 1000 / rate
+        else:
+            position = self._output.played_ms + self._output.queued_ms
+            segment = _Segment(response_id, item_id, position, pcm.size * 1000 / rate)
+            self.segments.append(segment)
         self._output.enqueue(pcm, rate)
-        self.segments.append(segment)
         if not self.segments[0].started:  # nothing else playing: it plays from now on
             self.segments[0].started = True
             self._on_started(self.segments[0])
         if self._watcher is None or self._watcher.done():
             self._watcher = self._spawn(self._watch())
         return segment
+
+    def generated(self, response_id: str) -> None:
+        """The reply's audio is complete: its segment stops once it has played out."""
+        for segment in self.segments:
+            if segment.response_id == response_id:
+                segment.generating = False
 
     def played_ms(self, segment: _Segment) -> float:
         """How much of ``segment`` has played."""
@@ -252,13 +272,13 @@ class _Playout:
                 head.started = True
                 self._on_started(head)
             end = head.start_ms + head.length_ms - _END_SLACK_MS
-            if played < end and self._output.queued_ms > 0:
+            if head.generating or (played < end and self._output.queued_ms > 0):
                 return
             self.segments.popleft()
             self._on_stopped(head)
 
     async def _watch(self) -> None:
-        while self.segments:
+        while self.segments:  # stops when none is left; play() starts it again
             await asyncio.sleep(_POLL_S / self._factor)
             self._check()
 
@@ -286,7 +306,7 @@ class ServerSession:
         *,
         transcriber: Transcriber,
         synthesizer: Synthesizer,
-        brain: Brain,
+        brain: Brain | StreamingBrain,
         output: AudioOutput | None,
         model: str | None = None,
         session: dict[str, Any] | None = None,
@@ -485,12 +505,28 @@ class ServerSession:
             self._spawn(self._respond_after_turn(transcription))
 
     async def _transcribe(self, item: dict[str, Any], audio: np.ndarray) -> None:
-        """Fill in a committed user item's transcript (and emit the events if configured)."""
-        loop = asyncio.get_running_loop()
+        """Fill in a committed user item's transcript (and emit the events if configured).
+
+        Each piece the recogniser decodes becomes deltas (one per word) as soon as it is
+        decoded; ``completed`` carries the whole transcript and the audio's duration.
+        """
         item_id = item["id"]
-        configured = self.session["audio"]["input"].get("transcription") is not None
+        settings = self.session["audio"]["input"].get("transcription")
+        configured = settings is not None
+        hints = TranscriptionHints(language=(settings or {}).get("language") or None,
+                                   prompt=(settings or {}).get("prompt") or None)
+        pieces: list[str] = []
         try:
-            text = await loop.run_in_executor(None, self.transcriber.transcribe, audio, INPUT_RATE)
+            async for piece in transcript_pieces(self.transcriber, audio, INPUT_RATE, hints):
+                if configured:
+                    for word in piece.split():
+                        self.emit("conversation.item.input_audio_transcription.delta",
+                                  item_id=item_id, content_index=0,
+                                  delta=word if not pieces else " " + word,
+                                  obfuscation=_obfuscation())
+                        pieces.append(word)
+                else:
+                    pieces.append(piece)
         except Exception as exc:  # the ears failed: the API reports a failed transcription
             log.warning("transcription failed: %s", exc)
             if configured:
@@ -501,12 +537,9 @@ class ServerSession:
             return
         finally:
             self._transcribing.pop(item_id, None)
+        text = " ".join(pieces)
         item["content"][0]["transcript"] = text
         if configured:
-            for i, word in enumerate(text.split()):
-                self.emit("conversation.item.input_audio_transcription.delta", item_id=item_id,
-                          content_index=0, delta=word if i == 0 else " " + word,
-                          obfuscation=_obfuscation())
             self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
                       content_index=0, transcript=text,
                       usage={"type": "duration", "seconds": round(audio.size / INPUT_RATE, 3)})
@@ -804,39 +837,79 @@ class ServerSession:
                 transcript = _item_text(item)
                 break
         instructions = resp.options.get("instructions") or self.session.get("instructions", "")
+        choice = resp.options.get("tool_choice", self.session.get("tool_choice", "auto"))
+        items = [copy.deepcopy(self.items[i]) for i in self.order]
         return BrainContext(transcript=transcript, history=self._history(),
                             instructions=instructions, tools=self._tools(resp),
-                            tool_outputs=tool_outputs)
+                            tool_outputs=tool_outputs, items=items, tool_choice=choice)
 
-    async def _decide(self, resp: _Response) -> SpeakReply | ToolCallReply:
+    async def _decide(self, resp: _Response) -> AsyncGenerator[BrainChunk, None]:
+        """The answer, streamed: text deltas, then any function calls."""
         say = _SAY_RE.match(resp.options.get("instructions") or "")
         if say:
-            return SpeakReply(say.group(1).strip())
+            for i, word in enumerate(say.group(1).split()):
+                yield word if i == 0 else " " + word
+            return
         pending = set(self._transcribing.values())
         if pending:  # wait (without cancelling them) for every committed turn's transcript
             await asyncio.wait(pending)
-        return await self.brain.reply(self._brain_context(resp))
+        async with contextlib.aclosing(brain_stream(self.brain, self._brain_context(resp))) as it:
+            async for chunk in it:
+                yield chunk
+
+    async def _respond(self, resp: _Response, chunks: AsyncIterator[BrainChunk]) -> None:
+        """Stream the brain's answer into the response: its text (spoken sentence by sentence
+        in an audio response, as soon as each is complete), then its function calls."""
+        calls: list[ToolCallReply] = []
+        allowed = bool(self._tools(resp))
+        first: str | None = None
+        async for chunk in chunks:  # wait for the first text, or a call that stands alone
+            if isinstance(chunk, ToolCallReply):
+                if allowed:
+                    calls.append(chunk)
+            elif chunk:
+                first = chunk
+                break
+            if calls:
+                break
+        if first is not None or not calls:
+            async def texts() -> AsyncIterator[str]:
+                if first is not None:
+                    yield first
+                async for chunk in chunks:
+                    if isinstance(chunk, ToolCallReply):
+                        if allowed:
+                            calls.append(chunk)
+                    elif chunk:
+                        yield chunk
+
+            if self._part_type(resp) == "text":
+                await self._text_reply(resp, texts())
+            else:
+                await self._audio_reply(resp, sentences(texts()))
+        else:
+            async for chunk in chunks:  # more calls may follow; text after a call is dropped
+                if isinstance(chunk, ToolCallReply) and allowed:
+                    calls.append(chunk)
+        for call in calls:
+            self._function_call(resp, call)
 
     async def _run_response(self, resp: _Response) -> None:
         self.emit("response.created", response=self._response_object(resp, "in_progress", None,
                                                                       None))
+        chunks = self._decide(resp)
         try:
-            reply = await self._decide(resp)
-            if isinstance(reply, ToolCallReply) and self._tools(resp):
-                self._function_call(resp, reply)
-            else:
-                text = reply.text if isinstance(reply, SpeakReply) else ""
-                if self._part_type(resp) == "text":
-                    self._text_reply(resp, text)
-                else:
-                    await self._audio_reply(resp, text)
+            await self._respond(resp, chunks)
         except BrainError as exc:
+            self.error("brain_error", str(exc), error_type="server_error")
             self._fail_response(resp, _error_detail("brain_error", str(exc)))
             return
         except Exception as exc:  # the voice or a third-party brain failed
             log.exception("response %s failed", resp.id)
             self._fail_response(resp, _error_detail("server_error", f"{type(exc).__name__}: {exc}"))
             return
+        finally:
+            await chunks.aclose()  # a streaming brain closes its connection
         self._finish_response(resp, "completed", None)
         if not self.audio_playing:
             self._idle_from_ms = self._stream_ms()
@@ -865,10 +938,9 @@ class ServerSession:
         return {"response_id": resp.id, "item_id": resp.item["id"], "output_index": 0,
                 "content_index": 0}
 
-    def _text_reply(self, resp: _Response, text: str) -> None:
+    async def _text_reply(self, resp: _Response, deltas: AsyncIterator[str]) -> None:
         self._open_message(resp)
-        for i, word in enumerate(text.split()):
-            delta = word if i == 0 else " " + word
+        async for delta in deltas:
             self.emit("response.output_text.delta", **self._ids(resp), delta=delta,
                       obfuscation=_obfuscation())
             resp.text_sent += delta
@@ -880,22 +952,28 @@ class ServerSession:
                   obfuscation=_obfuscation())
         resp.text_sent += delta
 
-    async def _audio_reply(self, resp: _Response, text: str) -> None:
+    async def _audio_reply(self, resp: _Response, texts: AsyncIterator[str]) -> None:
+        """Speak each sentence as soon as the brain completes it: its audio is queued (WebRTC)
+        or sent (WebSocket) and its transcript deltas go out at once, ahead of the playout
+        as in real traffic. The reply is one playout segment until its last sentence."""
         item = self._open_message(resp)
         loop = asyncio.get_running_loop()
-        pcm, rate = await loop.run_in_executor(None, self.synthesizer.synthesize, text)
-        resp.audio_ms = pcm.size * 1000 / rate
-        self._audio_ms[item["id"]] = resp.audio_ms
-        timings = word_timings(text, pcm.size, rate)
-        if self._playout is not None:  # WebRTC: the audio plays out from now on
-            resp.audio_started = True
-            self._playout.play(resp.id, item["id"], pcm, rate)
-            for word, _ in timings:
-                self._transcript_delta(resp, word)
-        else:  # WebSocket: transcript and audio deltas interleaved, as generated
-            if self.audio_deltas:
+        async for text in texts:  # one sentence at a time, as the brain completes it
+            pcm, rate = await loop.run_in_executor(None, self.synthesizer.synthesize, text)
+            resp.audio_ms += pcm.size * 1000 / rate
+            self._audio_ms[item["id"]] = resp.audio_ms
+            timings = word_timings(text, pcm.size, rate)
+            if self._playout is not None:  # WebRTC: the audio plays out from now on
                 resp.audio_started = True
-            self._emit_interleaved(resp, pcm, rate, timings)
+                self._playout.play(resp.id, item["id"], pcm, rate)
+                for word, _ in timings:
+                    self._transcript_delta(resp, word)
+            else:  # WebSocket: transcript and audio deltas interleaved, as generated
+                if self.audio_deltas:
+                    resp.audio_started = True
+                self._emit_interleaved(resp, pcm, rate, timings)
+        if self._playout is not None:
+            self._playout.generated(resp.id)
         self._close_message(resp, "completed")
 
     def _emit_interleaved(self, resp: _Response, pcm: np.ndarray, rate: int,
@@ -945,17 +1023,20 @@ class ServerSession:
         if not self._out_of_band(resp):
             self.emit("conversation.item.done", item=item,
                       previous_item_id=self._previous_of(item["id"]))
-        self.emit("response.output_item.done", response_id=resp.id, output_index=0, item=item)
+        self.emit("response.output_item.done", response_id=resp.id,
+                  output_index=resp.output.index(item), item=item)
 
     def _function_call(self, resp: _Response, reply: ToolCallReply) -> None:
         call_id = _new_id("call_")
         item = {"id": _new_id("item_"), "object": "realtime.item", "type": "function_call",
                 "status": "in_progress", "name": reply.name, "call_id": call_id, "arguments": ""}
+        index = len(resp.output)  # after the spoken message, if the brain said something first
         resp.output.append(item)
-        self.emit("response.output_item.added", response_id=resp.id, output_index=0, item=item)
+        self.emit("response.output_item.added", response_id=resp.id, output_index=index,
+                  item=item)
         if not self._out_of_band(resp):
             self._add_item(item, None)
-        ids = {"response_id": resp.id, "item_id": item["id"], "output_index": 0,
+        ids = {"response_id": resp.id, "item_id": item["id"], "output_index": index,
                "call_id": call_id}
         args = reply.arguments
         step = max(1, len(args) // 3)

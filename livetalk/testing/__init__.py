@@ -72,21 +72,23 @@ def shared_synthesizer() -> Any:
 
 @functools.cache
 def shared_transcriber(phrases: tuple[str, ...] | None = None) -> Any:
-    """One pocketsphinx recogniser per phrase list, kept for the test session.
+    """One recogniser per phrase list, kept for the test session.
 
-    Loading a decoder takes about 0.3 s; the ``livetalk_server`` fixture reuses it across
-    tests that use the same phrases.
+    Whisper when the ``asr`` extra is installed (the phrases, if any, as hot words; every
+    instance shares one loaded model), else pocketsphinx, which recognises only the phrases.
+    The ``livetalk_server`` fixture reuses it across tests that use the same phrases.
     """
-    from livetalk.server.asr import PocketSphinxTranscriber
+    from livetalk.server.asr import make_transcriber
 
-    return PocketSphinxTranscriber(phrases=list(phrases) if phrases is not None else None)
+    return make_transcriber("auto", phrases=list(phrases) if phrases is not None else None)
 
 
 def speech(text: str, *, silence_after_s: float = 0.0) -> Any:
     """A source speaking ``text`` (eSpeak NG, 24 kHz), optionally followed by silence.
 
-    Feed it to ``call.stream()``. The local server recognises it reliably when ``text`` is in
-    its phrase list (``livetalk_server_options`` ``{"phrases": [...]}``).
+    Feed it to ``call.stream()``. With the ``asr`` extra the local server recognises free
+    text; its pocketsphinx fallback recognises ``text`` only when it is in the phrase list
+    (``livetalk_server_options`` ``{"phrases": [...]}``).
     """
     from livetalk.audio.resample import resample
     from livetalk.audio.sources import ArraySource, SilenceSource, concat

@@ -8,8 +8,9 @@ pytest-asyncio (any mode) or a compatible async plugin.
 Fixtures:
 
 * ``livetalk_server_options`` - keyword arguments of ``livetalk.server.serve`` (override it
-  in your ``conftest.py`` or test module; ``phrases`` is the list the recogniser knows,
-  ``realtime_factor`` speeds up the media clock, ``brain`` chooses the replies).
+  in your ``conftest.py`` or test module; ``phrases`` biases the recogniser: Whisper's hot
+  words, or the only sentences the pocketsphinx fallback knows; ``realtime_factor`` speeds
+  up the media clock, ``brain`` chooses the replies).
 * ``livetalk_server`` - a running ``LocalServer`` on 127.0.0.1 with a free port, stopped
   after the test.
 * ``livetalk_session`` - the ``SessionConfig`` of ``livetalk_call`` (transcription on,

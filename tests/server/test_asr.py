@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import wave
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from livetalk.server.asr import (
     Transcriber,
     TranscriptionError,
     load_phrases,
+    make_transcriber,
     normalize_phrase,
 )
 from tests.speech_helpers import DEMO_PHRASES, shared_synthesizer
@@ -126,3 +130,73 @@ def test_callable_transcriber_failures() -> None:
         )
     with pytest.raises(ConfigError):
         CallableTranscriber("not callable")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- choosing the ears
+# Without the asr extra: a child interpreter in which faster_whisper cannot be imported
+# (a None entry in sys.modules makes every import of it raise ImportError).
+_NO_EXTRA = "import sys; sys.modules['faster_whisper'] = None\n"
+_EXTRA_HINT = "pip install 'livetalk[asr]'"
+_MESSAGE = ("open-vocabulary recognition (Whisper) needs the 'asr' extra (faster_whisper not "
+            f"installed): {_EXTRA_HINT}")
+
+
+def _without_extra(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _NO_EXTRA + code, *args], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_auto_picks_whisper_when_the_extra_is_installed() -> None:
+    from livetalk.server.whisper import WhisperTranscriber
+
+    assert isinstance(make_transcriber("auto", phrases=["hello there"]), WhisperTranscriber)
+    assert isinstance(make_transcriber("pocketsphinx"), PocketSphinxTranscriber)
+    with pytest.raises(ConfigError, match="asr must be one of"):
+        make_transcriber("vosk")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="recogniser is pocketsphinx"):
+        make_transcriber("pocketsphinx", whisper_model="/models/small.en")
+
+
+@pytest.mark.slow
+def test_without_the_extra_auto_falls_back_to_pocketsphinx_and_says_so_once() -> None:
+    done = _without_extra(
+        "from livetalk.server.asr import make_transcriber\n"
+        "print(type(make_transcriber('auto')).__name__)\n"
+        "print(type(make_transcriber('auto', phrases=['hello there'])).__name__)\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["PocketSphinxTranscriber"] * 2
+    assert done.stderr.count(_EXTRA_HINT) == 1  # said once per process, on the log
+    assert "recognising with pocketsphinx" in done.stderr
+
+
+@pytest.mark.slow
+def test_without_the_extra_asking_for_whisper_is_a_one_line_error() -> None:
+    done = _without_extra(
+        "from livetalk.errors import MissingExtraError\n"
+        "from livetalk.server.asr import make_transcriber\n"
+        "try:\n    make_transcriber('whisper')\n"
+        "except MissingExtraError as exc:\n    print(exc)\n")
+    assert done.stdout.strip() == _MESSAGE
+    cli = _without_extra("from livetalk.cli import main; raise SystemExit(main(sys.argv[1:]))",
+                         "serve", "--port", "0", "--asr", "whisper")
+    assert cli.returncode == 2
+    assert cli.stderr.strip().splitlines() == [
+        f"livetalk: error: {_MESSAGE}"]
+
+
+@pytest.mark.slow
+def test_livetalk_serve_without_the_extra_serves_with_pocketsphinx() -> None:
+    code = "from livetalk.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", _NO_EXTRA + code, "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on http://127.0.0.1:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert err.count(_EXTRA_HINT) == 1
+    assert "recognising with pocketsphinx" in err

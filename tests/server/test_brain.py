@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from livetalk.errors import ConfigError, LivetalkError
 from livetalk.server.brain import (
     Brain,
+    BrainChunk,
     BrainContext,
     BrainError,
     BrainReply,
@@ -18,8 +20,11 @@ from livetalk.server.brain import (
     EchoBrain,
     ScriptBrain,
     SpeakReply,
+    StreamingBrain,
     ToolCallReply,
+    brain_stream,
     make_brain,
+    sentences,
 )
 
 WEATHER_OUTPUT = {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C"}
@@ -179,3 +184,46 @@ def test_tool_call_reply_validates_arguments() -> None:
     for args in ("[]", "nope", 5):
         with pytest.raises(ConfigError):
             ToolCallReply("f", args)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- streaming
+async def _pieces(*parts: str) -> AsyncIterator[str]:
+    for part in parts:
+        yield part
+
+
+async def test_sentences_are_cut_as_soon_as_they_end() -> None:
+    got = [s async for s in sentences(_pieces(
+        "Hello", " there.", " How are", " you? I'm", " fine", "\nOk", ' "quoted." next'))]
+    assert got == ["Hello there.", "How are you?", "I'm fine", 'Ok "quoted."', "next"]
+    assert [s async for s in sentences(_pieces("3.5 apples", " and 2.5 pears"))] == [
+        "3.5 apples and 2.5 pears"]
+    long = [s async for s in sentences(_pieces("word " * 60))]
+    assert len(long) == 2 and all(len(s) <= 200 for s in long)
+    assert " ".join(long) == ("word " * 60).strip()
+    assert [s async for s in sentences(_pieces("", "  ", ""))] == []
+
+
+async def test_brain_stream_of_plain_and_streaming_brains() -> None:
+    ctx = BrainContext(transcript="hello there")
+    assert [c async for c in brain_stream(EchoBrain(), ctx)] == ["You", " said:", " hello",
+                                                                 " there."]
+    call = ToolCallReply("get_time")
+    assert [c async for c in brain_stream(ScriptBrain([{"tool": "get_time"}]), ctx)] == [call]
+
+    class Streamer:
+        closed = False
+
+        async def stream(self, ctx: BrainContext) -> AsyncIterator[BrainChunk]:
+            try:
+                yield "Hi"
+                yield " you."
+                yield call
+            finally:
+                Streamer.closed = True
+
+    assert isinstance(Streamer(), StreamingBrain)
+    stream = brain_stream(Streamer(), ctx)
+    assert await anext(stream) == "Hi"
+    await stream.aclose()  # the response was cancelled: the brain's stream is closed too
+    assert Streamer.closed
