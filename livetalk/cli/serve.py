@@ -70,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    "docs/reliability.md lists them)")
     p.add_argument("--max-call-s", type=positive, default=3600.0, metavar="S",
                    help="session length limit in seconds (the API's)")
+    p.add_argument("--tls-cert", metavar="PEM",
+                   help="serve https:// and wss:// with this certificate (chain); needs --tls-key")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     loudness = p.add_mutually_exclusive_group()
     loudness.add_argument("--verbose", "-v", action="store_true",
                           help="also log each request and the server's debug messages")
@@ -103,7 +106,8 @@ async def main(args: argparse.Namespace, runtime: Runtime) -> ExitStatus:
     server = LocalServer(host=args.host, port=args.port, api_key=args.api_key, brain=brain,
                          phrases=args.phrases, asr=args.asr, whisper_model=args.whisper_model,
                          realtime_factor=args.realtime_factor,
-                         faults=Faults.parse(args.fault), max_call_s=args.max_call_s)
+                         faults=Faults.parse(args.fault), max_call_s=args.max_call_s,
+                         tls_cert=args.tls_cert, tls_key=args.tls_key)
     configure_logging(verbose=args.verbose, quiet=args.quiet)
     stop = asyncio.Event()
     runtime.graceful = lambda signum: stop.set()  # set before the URL is printed: no race

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import httpx
 import pytest
 
 import livetalk
@@ -23,7 +26,8 @@ KEY = "sk-test-serve"
 
 
 @asynccontextmanager
-async def serve(*args: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+async def serve(*args: str, scheme: str = "http",
+                ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """``livetalk serve ARGS`` on a free port; yields (base URL, process)."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
@@ -32,8 +36,8 @@ async def serve(*args: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Proce
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        assert line.decode().strip() == f"listening on http://127.0.0.1:{port}/v1"
-        yield f"http://127.0.0.1:{port}/v1", proc
+        assert line.decode().strip() == f"listening on {scheme}://127.0.0.1:{port}/v1"
+        yield f"{scheme}://127.0.0.1:{port}/v1", proc
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -95,3 +99,34 @@ async def test_bad_serve_options_are_one_line() -> None:
     assert code == 2 and err.count("\n") == 1 and "no-such-fault" in err
     code, _, err = await run_livetalk("serve", "--port", "0", "--phrases", "/no/such/list.txt")
     assert code == 2 and err.count("\n") == 1 and "/no/such/list.txt" in err
+
+
+async def test_tls_serves_https_with_the_given_certificate(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    async with serve("--api-key", KEY, "--tls-cert", str(cert), "--tls-key", str(key),
+                     scheme="https") as (base_url, _):
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        async with httpx.AsyncClient(verify=context) as client:
+            reply = await client.post(f"{base_url}/realtime/client_secrets",
+                                      headers={"Authorization": f"Bearer {KEY}"}, json={})
+            assert reply.status_code == 200 and reply.json()["value"].startswith("ek_")
+        async with httpx.AsyncClient() as untrusting:  # verification stays on by default
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusting.post(f"{base_url}/realtime/client_secrets", json={})
+
+
+async def test_tls_needs_both_the_certificate_and_its_key(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "livetalk", "serve", "--port", "0", "--tls-cert",
+        str(tmp_path / "cert.pem"), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=ENV)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and out == b""
+    assert err.decode().strip().splitlines() == [
+        "livetalk: error: TLS needs both a certificate and its key (tls_cert and tls_key)"]
