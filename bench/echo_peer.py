@@ -7,7 +7,7 @@ aiortc's defaults everywhere, so only the client side changes between runs. Two 
 * ``echo``: every received frame is sent straight back, and can be recorded with the time it
   was decoded: a chirp's arrival there is the one-way latency up, its return to the client
   the round trip, and the difference the one-way latency down.
-* ``tone``: sends a pre-encoded Opus tone (no encoding cost, as field-notes.md suggests for
+* ``tone``: sends a pre-encoded Opus tone (no encoding cost, see docs/platform-notes.md, for
   load tests) and drains what it receives.
 
 Run it alone, pinned to a core, for the load stages::

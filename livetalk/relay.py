@@ -2,7 +2,7 @@
 
 A browser must never hold your standard API key. Your backend keeps it and mounts a relay
 endpoint; the page calls that endpoint, gets a short-lived ``ek_`` client secret bound to the
-session config you chose, and opens its WebRTC call with it (``realtime-protocol.md`` §1, §7).
+session config you chose, and opens its WebRTC call with it (``docs/browser-relay.md``).
 The relay:
 
 1. answers 404 when it is switched off (``enabled=False``), as if the route did not exist;

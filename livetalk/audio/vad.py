@@ -25,7 +25,7 @@ started a false turn at the noise onset and merged it with the first phrase. Bef
 exists (the first 90 ms of sound) no frame counts.
 
 The verdicts then go through windowed rules, which held up where "N consecutive frames" rules
-failed in noise (``field-notes.md`` section 4):
+failed in noise (``docs/platform-notes.md``, webrtcvad):
 
 * start: at least ``start_ratio`` of the frames in the last ``start_window_ms`` are voiced
   (and they add up to ``min_speech_ms``), and none of them lies in the first

@@ -1,6 +1,6 @@
 """The local Realtime-compatible server: HTTP and WebSocket routes on aiohttp.
 
-Endpoints (under ``/v1``), as the real API has them (``realtime-protocol.md`` sections 2-7):
+Endpoints (under ``/v1``), as the real API has them (``docs/protocol.md``):
 
 * ``POST /realtime/calls`` - raw ``application/sdp`` or multipart ``sdp`` + ``session``;
   answers 201 with an aiortc SDP answer and ``Location: /v1/realtime/calls/rtc_<hex>``.

@@ -2,7 +2,7 @@
 
 aioice never offers 127.0.0.1, so two aiortc peers on one machine connect over its external
 interface, and in a loopback-only network namespace (``docker --network none``, CI sandboxes)
-they gather no candidate at all and the call hangs (``field-notes.md``, traps). livetalk
+they gather no candidate at all and the call hangs (``docs/platform-notes.md``). livetalk
 installs one small wrapper around ``aioice.ice.get_host_addresses`` that returns
 ``["127.0.0.1"]`` while :func:`loopback_candidates` is active in the current context, and
 defers to aioice otherwise. A context variable scopes it to the task that gathers, so a

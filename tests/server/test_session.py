@@ -3,7 +3,7 @@
 Each test drives a :class:`ServerSession` with client events (dicts) and input audio, with a
 fake media output that the test plays forward (or that plays instantly), a tone synthesizer
 and a fixed-text transcriber. Every event the session emits is validated against the
-official openai SDK types (``realtime-protocol.md`` sections 5.3, 6, 9-12 and 16).
+official openai SDK types; the orders are those of ``docs/protocol.md``.
 """
 
 from __future__ import annotations
