@@ -50,6 +50,7 @@ bench-more: $(STAMP_DEV)
 	$(BIN)/python -m bench.load_turns
 	$(BIN)/python -m bench.scenarios_scale
 	$(BIN)/python -m bench.asr --docs
+	$(BIN)/python -m bench.routing --docs
 
 # the echo modes in simulated rooms, offline and over real calls (docs/performance.md, ~25 min)
 bench-echo: $(STAMP_DEV)

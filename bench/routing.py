@@ -9,7 +9,11 @@ answer, spoken (``completed``) or cut by the user (``cancelled``), that none was
 a :class:`~livetalk.turnlog.SqliteTurnLog` holds each turn once, in order; and it measures the
 time from the end of the user's speech (``speech_stopped``) to the first audio of the answer
 (``output_audio_buffer.started``), less the agent's own delay: livetalk's overhead on the
-host-routing path. It prints a summary and writes ``bench/results/routing.json``.
+host-routing path. The baseline, run in the same process right before, is the same script
+with the model answering (no ``route``, no agent delay): its end-of-speech to first-audio time
+is the local server's own response path, and the routed overhead is reported against it as a
+ratio. It prints a summary and writes ``bench/results/routing.json`` (``--docs`` also writes
+the "routing" section of ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import livetalk
-from bench.report import machine
+from bench.report import machine, replace_section
 from livetalk.protocol.conversation import Turn, TurnStatus
 from livetalk.server import serve
 from livetalk.testing import shared_synthesizer, speech
@@ -37,7 +41,9 @@ BARGE_IN_SHARE = 0.3
 BARGE_IN_AFTER_S = 0.6
 
 
-async def run(turns: int = 20, speed: float = 2.0, seed: int = 12) -> dict[str, Any]:
+async def run(turns: int = 20, speed: float = 2.0, seed: int = 12, *,
+              routed: bool = True) -> dict[str, Any]:
+    """One run of the script; ``routed=False`` is the baseline (the model answers)."""
     rng = random.Random(seed)
     phrases = [DEMO_PHRASES[i % len(DEMO_PHRASES)] for i in range(turns)]
     barge = {i for i in range(turns - 1) if rng.random() < BARGE_IN_SHARE}
@@ -59,7 +65,8 @@ async def run(turns: int = 20, speed: float = 2.0, seed: int = 12) -> dict[str, 
     started = time.monotonic()
     async with serve(port=0, phrases=DEMO_PHRASES, realtime_factor=speed) as server:
         async with livetalk.connect(base_url=server.base_url, api_key=KEY, speed=speed,
-                                    route=agent, turn_log=log, event_log=tap) as call:
+                                    route=agent if routed else None, turn_log=log,
+                                    event_log=tap) as call:
             answered = 0
             for i, phrase in enumerate(phrases):
                 last = i == len(phrases) - 1
@@ -80,7 +87,8 @@ async def run(turns: int = 20, speed: float = 2.0, seed: int = 12) -> dict[str, 
     stored = [r["item_id"] for r in log.records()]
     overheads = _overheads(events, users, answers, delays)
     result = {
-        "turns": turns, "speed": speed, "barge_ins_planned": len(barge), "wall_s": round(wall, 1),
+        "routed": routed, "turns": turns, "speed": speed, "barge_ins_planned": len(barge),
+        "wall_s": round(wall, 1),
         "user_turns": len(users), "answers": len(answers),
         "completed": sum(a.status is TurnStatus.COMPLETED for a in answers),
         "cancelled": sum(a.status is TurnStatus.CANCELLED for a in answers),
@@ -114,8 +122,8 @@ def _overheads(events: list[tuple[float, str, dict[str, Any]]], users: list[Turn
     for user, answer in zip(users, answers, strict=False):
         t_stop = stopped.get(user.item_id)
         t_audio = started.get(answer.response_id or "")
-        if t_stop is not None and t_audio is not None and user.item_id in delays:
-            out.append((t_audio - t_stop - delays[user.item_id]) * 1000)
+        if t_stop is not None and t_audio is not None:
+            out.append((t_audio - t_stop - delays.get(user.item_id, 0.0)) * 1000)
     return out
 
 
@@ -130,19 +138,76 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+async def compare(turns: int, speed: float) -> dict[str, Any]:
+    """The baseline (the model answers), then the routed run, in one process."""
+    baseline = await run(turns, speed, routed=False)
+    routed = await run(turns, speed, routed=True)
+    base_ms, routed_ms = baseline["overhead_ms"]["median"], routed["overhead_ms"]["median"]
+    ratio = round(routed_ms / base_ms, 2) if base_ms and routed_ms else None
+    return {"baseline": baseline, "routed": routed, "overhead_ratio": ratio,
+            "machine": routed["machine"]}
+
+
+HEADER = ("| run | user turns | answers | completed | cancelled (barge-in) | lost | "
+          "turn log once, in order | latency median (ms) | p90 (ms) |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+def docs_section(result: dict[str, Any]) -> str:
+    """The "routing" section of ``docs/performance.md`` for one :func:`compare` result."""
+    base, routed, info = result["baseline"], result["routed"], result["machine"]
+    load = ", ".join(map(str, info.get("load_avg", [])))
+
+    def row(name: str, r: dict[str, Any]) -> str:
+        o = r["overhead_ms"]
+        return (f"| {name} | {r['user_turns']} | {r['answers']} | {r['completed']} | "
+                f"{r['cancelled']} | {r['lost']} | {'yes' if r['turn_log_once_in_order'] else 'NO'}"
+                f" | {o['median']} | {o['p90']} |")
+
+    return f"""## Host routing (issue 12)
+
+`python -m bench.routing --docs` (in `make bench-more`), {info.get('date', '')},
+{info.get('cpu', '')}, load average {load}: {routed['turns']} scripted user turns at media
+speed {routed['speed']} over a real WebRTC call to the local server; on
+{routed['barge_ins_planned']} of them the user cuts in while the answer plays, and the stream
+ends without trailing silence (`call.finish()`). Routed: every user turn goes to a host agent
+(`connect(route=...)`) that takes 0.5-4 s; baseline, in the same process just before: the
+same script with the model answering. Latency: end of the user's speech
+(`speech_stopped`) to the answer's first audio (`output_audio_buffer.started`), less the
+agent's own delay.
+
+{HEADER}
+{row("baseline: the model answers", base)}
+{row("routed to the host agent", routed)}
+
+Routed overhead against the baseline: **{result['overhead_ratio']}x** the local server's own
+response path (the ratio is what to compare across machines; the absolute figures move with
+the load).
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--speed", type=float, default=2.0)
+    parser.add_argument("--docs", action="store_true",
+                        help="write the routing section of docs/performance.md")
     args = parser.parse_args()
-    result = asyncio.run(run(args.turns, args.speed))
+    result = asyncio.run(compare(args.turns, args.speed))
     out = ROOT / "bench" / "results" / "routing.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
-    ok = result["lost"] == 0 and result["answers"] == result["user_turns"] and (
-        result["turn_log_once_in_order"])
+    for name in ("baseline", "routed"):
+        print(name, json.dumps({k: v for k, v in result[name].items() if k != "machine"}))
+    print("overhead ratio (routed / baseline):", result["overhead_ratio"])
+    routed = result["routed"]
+    ok = routed["lost"] == 0 and routed["answers"] == routed["user_turns"] and (
+        routed["turn_log_once_in_order"])
     print("PASS" if ok else "FAIL: an answer was lost or stored twice")
+    if args.docs:
+        docs = ROOT / "docs" / "performance.md"
+        docs.write_text(replace_section(docs.read_text(), "routing", docs_section(result)))
+        print(f"wrote {docs.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

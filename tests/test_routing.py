@@ -20,7 +20,7 @@ import pytest
 import livetalk
 from livetalk.errors import CallClosedError, ConfigError, ServerError
 from livetalk.protocol.conversation import Turn, TurnStatus
-from livetalk.protocol.session import FunctionTool
+from livetalk.protocol.session import FunctionTool, SessionConfig
 from livetalk.reconnect import Reconnect
 from livetalk.server.brain import ScriptBrain
 from livetalk.testing import MemoryTransport, memory_session
@@ -311,11 +311,14 @@ async def test_routed_call_over_webrtc_with_a_reconnect_during_a_pending_answer(
         return "here is your answer"
 
     async with make_server(port=0, phrases=demo_phrases, realtime_factor=4.0) as server:
+        # push-to-talk: one committed turn, whatever the load does to VAD timing
         async with livetalk.connect(base_url=server.base_url, api_key=KEY, speed=4.0,
+                                    session=SessionConfig(turn_detection=None),
                                     route=agent, reconnect=Reconnect(initial_backoff_s=0.05)
                                     ) as call:
             await call.stream(livetalk.testing.speech("hello can you hear me",
-                                                      silence_after_s=1.5))
+                                                      silence_after_s=0.3))
+            call.commit()
             (user,) = await call.wait_for_turns(1, timeout=30)
             first = call.call_id
             await server.calls[first].kill()  # vanishes: the media watchdog notices

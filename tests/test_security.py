@@ -111,6 +111,7 @@ async def test_cli_run_and_failed_auth_print_no_secret(
 ) -> None:
     wav = _speech_wav(tmp_path / "hello.wav", synthesizer, "hello can you hear me")
     events_log, reply = tmp_path / "events.jsonl", tmp_path / "reply.wav"
+    wrong_key = secret_key[:-1] + ("1" if secret_key.endswith("0") else "0")  # one digit off
     async with make_server(port=0, api_key=secret_key, realtime_factor=4.0) as srv:
         async def run(key: str, *extra: str) -> tuple[int, str]:
             proc = await asyncio.create_subprocess_exec(
@@ -125,14 +126,14 @@ async def test_cli_run_and_failed_auth_print_no_secret(
         (ok, ok_out), (denied, denied_out) = await asyncio.gather(
             run(secret_key, "--jsonl", "--events-log", str(events_log), "--save-reply",
                 str(reply)),
-            run(secret_key[:-1] + "0"),
+            run(wrong_key),
         )
     assert ok == 0, ok_out
     assert '"type": "turn"' in ok_out
     assert denied == 3 and "401" in denied_out
     everything = "\n".join([ok_out, denied_out, events_log.read_text(),
                             reply.read_bytes().decode("latin-1")])
-    _assert_clean(everything, secret_key, secret_key[:-1] + "0")
+    _assert_clean(everything, secret_key, wrong_key)
 
 
 async def test_server_binds_loopback_by_default(server: Any) -> None:

@@ -159,4 +159,5 @@ async def test_random_offers_are_refused_cleanly(client: Any, sdp: str, form: bo
     assert r.status == 400, await r.text()
     assert (await r.json())["error"]["code"] in {
         "invalid_offer", "invalid_json", "invalid_type", "missing_required_parameter",
-        "unknown_parameter", "invalid_value"}
+        "unknown_parameter", "invalid_value", "integer_below_min_value",
+        "integer_above_max_value", "decimal_below_min_value", "decimal_above_max_value"}
