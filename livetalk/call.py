@@ -58,7 +58,7 @@ from livetalk.protocol.conversation import (
 from livetalk.protocol.events import Usage
 from livetalk.protocol.session import SAY_EXACTLY_PREFIX, SessionConfig
 from livetalk.transport.base import Transport
-from livetalk.transport.jitter import LOW_LATENCY_PREFETCH
+from livetalk.transport.playout import PlayoutSettings, ReceiveStatistics
 from livetalk.transport.signaling import resolve_api_key, resolve_base_url
 from livetalk.transport.webrtc import WebRTCTransport
 
@@ -264,6 +264,12 @@ class Call:
         """The :class:`~livetalk.transport.tracks.OutboundAudioTrack` carrying your audio
         (WebRTC), or None over WebSocket."""
         return getattr(self._transport, "track", None)
+
+    def receive_statistics(self) -> ReceiveStatistics | None:
+        """The receive jitter buffer's figures (WebRTC; None over WebSocket or with aiortc's
+        fixed buffer): target and current delay, underruns, concealed ms, late drops."""
+        stats = getattr(self._transport, "receive_statistics", None)
+        return stats() if stats is not None else None
 
     @property
     def transport_kind(self) -> str:
@@ -829,9 +835,9 @@ def connect(
         reconnect: opt-in automatic reconnect and proactive recycle (:class:`Reconnect`).
         media_timeout: WebRTC: seconds without server audio after which the call counts as
             lost (None: rely on ICE consent checks, about 30 s).
-        low_latency: WebRTC: a one-frame receive jitter buffer instead of aiortc's four
-            (one-way latency about 28 ms instead of 88 ms on loopback); for clean networks,
-            since packets more than a frame out of order are then dropped.
+        low_latency: WebRTC: cap the adaptive receive jitter buffer's delay at one frame
+            (20 ms) whatever the measured jitter: late packets are concealed and dropped
+            instead of waited for (see ``docs/audio.md``). The default adapts to the jitter.
 
     Returns:
         An awaitable that is also an async context manager yielding a :class:`Call`.
@@ -885,7 +891,7 @@ def connect(
                     base_url=url, api_key=key, session=offer_session, http_client=client,
                     ice_servers=ice_servers, clock=clock, connect_timeout=connect_timeout,
                     media_timeout=media_timeout,
-                    jitter_prefetch_frames=LOW_LATENCY_PREFETCH if low_latency else None,
+                    playout=PlayoutSettings.low_latency() if low_latency else None,
                 )
             if kind == "websocket":
                 from livetalk.transport.websocket import WebSocketTransport

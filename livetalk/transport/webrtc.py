@@ -24,7 +24,13 @@ from livetalk.audio.clock import MediaClock
 from livetalk.errors import ConnectError, ConnectTimeout, LivetalkError, LocalProtocolError
 from livetalk.transport.base import ClosedHandler, MessageHandler
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
-from livetalk.transport.jitter import set_peer_receive_prefetch
+from livetalk.transport.jitter import (
+    AdaptiveReceiver,
+    install_adaptive_playout,
+    set_peer_receive_prefetch,
+)
+from livetalk.transport.opus import OPUS_RATES
+from livetalk.transport.playout import PlayoutSettings, ReceiveStatistics
 from livetalk.transport.signaling import create_call, hangup, is_ephemeral
 from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
 
@@ -62,9 +68,11 @@ class WebRTCTransport:
             counts as lost (the API and the local server send audio continuously, silence
             included); None disables the watchdog and leaves detection to ICE consent
             checks (about 30 s).
-        jitter_prefetch_frames: depth of the receive jitter buffer in 20 ms frames (aiortc's
-            default is 4 = 80 ms; 1 cuts one-way latency by about 60 ms but no longer
-            reorders packets arriving more than a frame late: for clean paths).
+        playout: the adaptive receive jitter buffer's settings (the defaults if None;
+            ``PlayoutSettings.low_latency()`` caps its delay at one frame).
+        jitter_prefetch_frames: use aiortc's fixed receive jitter buffer instead of the
+            adaptive one, this many 20 ms frames deep (aiortc's default is 4 = 80 ms); it
+            conceals nothing. For comparisons; None (the default) keeps the adaptive buffer.
     """
 
     kind = "webrtc"
@@ -83,6 +91,7 @@ class WebRTCTransport:
         output_rate: int = 24000,
         media_timeout: float | None = 5.0,
         jitter_prefetch_frames: int | None = None,
+        playout: PlayoutSettings | None = None,
     ) -> None:
         self.base_url = base_url
         self._api_key = api_key
@@ -106,6 +115,8 @@ class WebRTCTransport:
         self.media_timeout = media_timeout
         self._watchdog: asyncio.Task[None] | None = None
         self._jitter_prefetch = jitter_prefetch_frames
+        self._playout_settings = playout
+        self._playout: list[AdaptiveReceiver] = []
 
     def __repr__(self) -> str:
         return f"<WebRTCTransport {self.base_url} call_id={self.call_id}>"
@@ -133,6 +144,10 @@ class WebRTCTransport:
         pc.addTrack(self.track)
         if self._jitter_prefetch is not None:
             set_peer_receive_prefetch(pc, self._jitter_prefetch)
+        else:
+            rate = self._output_rate if self._output_rate in OPUS_RATES else 48000
+            self._playout = install_adaptive_playout(
+                pc, settings=self._playout_settings, clock=self.track.clock, rate=rate)
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -205,6 +220,10 @@ class WebRTCTransport:
                 self._on_closed(exc)
 
     # ---------------------------------------------------------------- audio
+    def receive_statistics(self) -> ReceiveStatistics | None:
+        """The adaptive receive jitter buffer's figures (None with aiortc's fixed buffer)."""
+        return self._playout[0].statistics() if self._playout else None
+
     def add_audio_consumer(self, consumer: Callable[[np.ndarray], None]) -> None:
         """Receive model audio (int16 mono at ``output_rate``) as it arrives."""
         self._audio_consumers.append(consumer)
@@ -281,6 +300,8 @@ class WebRTCTransport:
             await asyncio.gather(self._watchdog, return_exceptions=True)
         if self.reader is not None:
             await self.reader.stop()
+        for playout in self._playout:
+            await playout.aclose()
         self.track.stop()
         if self.pc is not None:
             await self.pc.close()
