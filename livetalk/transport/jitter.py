@@ -54,7 +54,13 @@ from aiortc.rtp import RtpPacket
 from livetalk.audio.clock import Clock, MediaClock
 from livetalk.audio.format import PCM, RTC_RATE
 from livetalk.errors import ConfigError
-from livetalk.transport.opus import OPUS_RATES, OpusDecoder, OpusError, opus_decoder_available
+from livetalk.transport.opus import (
+    OPUS_RATES,
+    OpusDecoder,
+    OpusError,
+    opus_decoder_available,
+    packet_samples,
+)
 from livetalk.transport.playout import (
     PACKET,
     RECOVER,
@@ -99,6 +105,7 @@ buffer only shrinks its delay across quiet slots."""
 _BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _CODECS_ATTR = "_RTCRtpReceiver__codecs"
 _KIND_ATTR = "_RTCRtpReceiver__kind"
+_DECODER_ATTR = "_RTCRtpReceiver__decoder_thread"
 _IDLE_CHECK_S = 0.5
 """While idle (no packet to play), how often the playout task checks that its track lives."""
 
@@ -283,8 +290,9 @@ class AdaptiveReceiver:
             return self._fallback.add(packet)
         core = self.core
         idle = core.next_due() is None
-        data = getattr(packet, "_data", packet.payload)
-        core.push(packet.sequence_number, packet.timestamp, bytes(data), self.clock.now())
+        data = bytes(getattr(packet, "_data", packet.payload))
+        core.push(packet.sequence_number, packet.timestamp, data, self.clock.now(),
+                  packet_samples(data, core.settings.clock_rate))
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
@@ -308,6 +316,9 @@ class AdaptiveReceiver:
     async def _run(self) -> None:
         clock, core, wake = self.clock, self.core, self._wake
         assert wake is not None
+        track = self.receiver.track
+        if track is not None:  # stop at once when the track ends (the receiver stopped)
+            track.on("ended", wake.set)
         try:
             while not self._closed:
                 due = core.next_due()
@@ -363,8 +374,12 @@ class AdaptiveReceiver:
             return None
 
     def _track_ended(self) -> bool:
+        """True once the track ended or the receiver stopped (aiortc then drops its decoder
+        thread; the track itself only ends when someone reads the end marker)."""
         track = self.receiver.track
-        return track is not None and track.readyState != "live"
+        if track is not None and track.readyState != "live":
+            return True
+        return getattr(self.receiver, _DECODER_ATTR, True) is None
 
     def _is_opus(self, payload_type: int) -> bool:
         codec = getattr(self.receiver, _CODECS_ATTR, {}).get(payload_type)

@@ -43,6 +43,7 @@ __all__ = [
     "OpusError",
     "load_libopus",
     "opus_decoder_available",
+    "packet_samples",
 ]
 
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
@@ -102,6 +103,9 @@ def load_libopus() -> ctypes.CDLL | None:
         lib.opus_strerror.argtypes = [ctypes.c_int]
         lib.opus_strerror.restype = ctypes.c_char_p
         lib.opus_get_version_string.restype = ctypes.c_char_p
+        lib.opus_packet_get_nb_samples.argtypes = [ctypes.c_char_p, ctypes.c_int32,
+                                                   ctypes.c_int32]
+        lib.opus_packet_get_nb_samples.restype = ctypes.c_int
         return lib
     return None
 
@@ -109,6 +113,16 @@ def load_libopus() -> ctypes.CDLL | None:
 def opus_decoder_available() -> bool:
     """True when libopus was found, so :class:`OpusDecoder` can conceal losses."""
     return load_libopus() is not None
+
+
+def packet_samples(packet: bytes, rate: int = 48000) -> int | None:
+    """How many samples per channel at ``rate`` an Opus packet holds (from its header), or
+    None when libopus is not available or the packet is malformed."""
+    lib = load_libopus()
+    if lib is None or not packet:
+        return None
+    samples = int(lib.opus_packet_get_nb_samples(packet, len(packet), rate))
+    return samples if samples > 0 else None
 
 
 class OpusDecoder:

@@ -86,6 +86,9 @@ _TS_MOD = 1 << 32
 _MAX_STEP_MS = 120
 """The longest Opus packet: a larger timestamp step between consecutive packets is a gap
 (discontinuous transmission), not a packet duration."""
+_BASE_SPAN_S = 1.0
+"""The base (fastest transit) is the minimum over this long: long enough to see the fastest
+packets between bursts of jitter, short enough to follow a sender whose clock drifts."""
 _RESYNC_S = 2.0
 """A packet whose transit differs from the window's by more than this is from a new timeline
 (the sender restarted its timestamps): the window is cleared."""
@@ -181,7 +184,7 @@ class ReceiveStatistics:
     concealed: int
     """Slots concealed, for any reason (underruns and losses)."""
     concealed_ms: float
-    """Audio concealed: ``concealed`` times the frame duration."""
+    """Audio concealed (the duration of the concealed slots)."""
     underruns: int
     """Slots concealed because nothing newer had arrived (late stream, or a loss at the head)."""
     lost: int
@@ -214,54 +217,71 @@ class Slot:
 
 
 class _Window:
-    """Transit times over the last ``span`` seconds of arrivals: minimum and percentile, and
-    the largest jitter of the packets that came too late for their slot."""
+    """Arrival history: the fastest recent transit (the *base*), the jitter of each packet
+    over the last ``span`` seconds, and that of the packets that came too late for their slot.
+
+    A packet's jitter is its transit minus the base when it arrived; the base is the minimum
+    transit over the last :data:`_BASE_SPAN_S` only, so that a sender whose clock drifts
+    against ours does not show as jitter (the base follows the drift).
+    """
 
     def __init__(self, span: float) -> None:
         self.span = span
-        self._order: deque[tuple[float, float]] = deque()  # (arrival, transit), arrival order
-        self._sorted: list[float] = []
-        self._late: deque[tuple[float, float]] = deque()  # (arrival, transit) of late packets
+        self._mins: deque[tuple[float, float]] = deque()  # (arrival, transit), increasing
+        self._order: deque[tuple[float, float]] = deque()  # (arrival, jitter), arrival order
+        self._sorted: list[float] = []  # the jitters, sorted
+        self._late: deque[tuple[float, float]] = deque()  # (arrival, jitter) of late packets
 
     def __len__(self) -> int:
         return len(self._sorted)
 
-    def add(self, arrival: float, transit: float) -> None:
-        self._order.append((arrival, transit))
-        bisect.insort(self._sorted, transit)
+    @property
+    def base(self) -> float:
+        """The fastest transit over the last :data:`_BASE_SPAN_S` seconds."""
+        return self._mins[0][1]
+
+    def add(self, arrival: float, transit: float) -> float:
+        """Record one arrival; returns its jitter."""
+        mins = self._mins
+        while mins and mins[-1][1] >= transit:
+            mins.pop()
+        mins.append((arrival, transit))
+        horizon = arrival - _BASE_SPAN_S
+        while mins[0][0] < horizon:
+            mins.popleft()
+        jitter = transit - mins[0][1]
+        self._order.append((arrival, jitter))
+        bisect.insort(self._sorted, jitter)
         horizon = arrival - self.span
-        order, ordered = self._order, self._sorted
-        while order and order[0][0] < horizon:
+        order, ordered, late = self._order, self._sorted, self._late
+        while order[0][0] < horizon:
             _, old = order.popleft()
             del ordered[bisect.bisect_left(ordered, old)]
-        late = self._late
         while late and late[0][0] < horizon:
             late.popleft()
+        return jitter
 
-    def add_late(self, arrival: float, transit: float) -> None:
-        """Remember a packet that arrived after its slot (its transit is also in the window)."""
-        self._late.append((arrival, transit))
+    def add_late(self, arrival: float, jitter: float) -> None:
+        """Remember a packet that arrived after its slot (its jitter is also in the window)."""
+        self._late.append((arrival, jitter))
 
     def clear(self) -> None:
+        self._mins.clear()
         self._order.clear()
         self._sorted.clear()
         self._late.clear()
 
-    @property
-    def base(self) -> float:
-        return self._sorted[0]
-
     def jitter(self, percentile: float) -> float:
-        """The ``percentile`` of transit minus the minimum (nearest rank)."""
+        """The larger of the ``percentile`` of the jitters (nearest rank) and the largest
+        jitter of a late packet."""
         ordered = self._sorted
-        rank = min(len(ordered) - 1, max(0, round(percentile / 100 * (len(ordered) - 1))))
-        return ordered[rank] - ordered[0]
-
-    def late_jitter(self) -> float:
-        """The largest jitter among the late packets still in the window (0 if none)."""
-        if not self._late:
+        if not ordered:
             return 0.0
-        return max(transit for _, transit in self._late) - self._sorted[0]
+        rank = min(len(ordered) - 1, max(0, round(percentile / 100 * (len(ordered) - 1))))
+        value = ordered[rank]
+        if self._late:
+            value = max(value, max(j for _, j in self._late))
+        return value
 
 
 class AdaptiveJitterBuffer:
@@ -296,6 +316,7 @@ class AdaptiveJitterBuffer:
         self._packets_in = 0
         self._played = 0
         self._concealed = 0
+        self._concealed_units = 0  # RTP clock units concealed
         self._underruns = 0
         self._lost = 0
         self._late = 0
@@ -304,7 +325,8 @@ class AdaptiveJitterBuffer:
         self._restarts = 0
 
     # ---------------------------------------------------------------- input
-    def push(self, seq: int, timestamp: int, payload: bytes, arrival: float) -> None:
+    def push(self, seq: int, timestamp: int, payload: bytes, arrival: float,
+             duration: int | None = None) -> None:
         """Hand over one received packet.
 
         Args:
@@ -312,6 +334,8 @@ class AdaptiveJitterBuffer:
             timestamp: its RTP timestamp (32 bits, wrapping).
             payload: the codec payload (one Opus packet).
             arrival: when it arrived, in seconds on the caller's clock.
+            duration: the audio it holds, in RTP clock units, when the caller knows it (from
+                the Opus header); otherwise the step to the next packet's timestamp is used.
         """
         self._packets_in += 1
         if self._highest is None:
@@ -323,9 +347,13 @@ class AdaptiveJitterBuffer:
         window = self._window
         if window and abs(transit - window.base) > _RESYNC_S:
             window.clear()  # a new timeline: old transits say nothing about it
-            if self._cursor is not None:
+            if self._cursor is not None or self._floor is not None:
                 self._restart()
-        window.add(arrival, transit)
+        jitter = window.add(arrival, transit)
+        if duration is None and self._highest is not None and ext == self._highest + 1:
+            duration = ext_ts - self._highest_ts  # the previous packet's, as good a guess
+        if duration is not None and 0 < duration <= self._max_step:
+            self._step = duration
         if self._highest is None or ext > self._highest:
             self._highest, self._highest_ts = ext, ext_ts
 
@@ -334,12 +362,12 @@ class AdaptiveJitterBuffer:
         if floor is not None and ext < floor:
             if ext in self._concealed_seqs:
                 self._late += 1
-                window.add_late(arrival, transit)
+                window.add_late(arrival, jitter)
             else:
                 self._duplicates += 1
             return
         if ext == cursor and self._pending:  # its slot was concealed: it comes one slot late
-            window.add_late(arrival, transit)
+            window.add_late(arrival, jitter)
         if ext in self._packets:
             self._duplicates += 1
             return
@@ -349,6 +377,8 @@ class AdaptiveJitterBuffer:
         self._packets[ext] = (ext_ts, payload)
         if cursor is None:
             self._start(ext, ext_ts, arrival)
+        elif ext == cursor:
+            self._cursor_ts = ext_ts
 
     def mark_quiet(self, quiet: bool) -> None:
         """Tell the buffer whether the slot just produced was quiet (silence between words).
@@ -414,6 +444,7 @@ class AdaptiveJitterBuffer:
             following = packets.get(cursor + 1)
             self._lost += 1
             self._concealed += 1
+            self._concealed_units += step
             self._forget(cursor)
             self._advance(step)
             slot = (Slot(RECOVER, following[1], step, skipped) if following is not None
@@ -425,6 +456,7 @@ class AdaptiveJitterBuffer:
             self._underrun_run += 1
             self._underruns += 1
             self._concealed += 1
+            self._concealed_units += step
             delay = due - self._cursor_ts / self._rate - self._window.base
             if delay + frame_s > self.settings.max_delay_ms / 1000 + frame_s / 2:
                 # waiting longer would exceed the ceiling: give the packet up
@@ -442,9 +474,7 @@ class AdaptiveJitterBuffer:
     def target(self) -> float:
         """The target delay in seconds (see the module docstring)."""
         s = self.settings
-        window = self._window
-        jitter = max(window.jitter(s.percentile), window.late_jitter()) if window else 0.0
-        target = jitter + s.margin_ms / 1000
+        target = self._window.jitter(s.percentile) + s.margin_ms / 1000
         return min(max(target, s.min_delay_ms / 1000), s.max_delay_ms / 1000)
 
     def statistics(self) -> ReceiveStatistics:
@@ -459,13 +489,12 @@ class AdaptiveJitterBuffer:
         return ReceiveStatistics(
             target_ms=self.target() * 1000,
             delay_ms=delay * 1000,
-            jitter_ms=(max(window.jitter(self.settings.percentile), window.late_jitter())
-                       if window else 0.0) * 1000,
+            jitter_ms=window.jitter(self.settings.percentile) * 1000,
             buffered_ms=buffered * frame_ms,
             packets=self._packets_in,
             played=self._played,
             concealed=self._concealed,
-            concealed_ms=self._concealed * frame_ms,
+            concealed_ms=self._concealed_units * 1000 / self._rate,
             underruns=self._underruns,
             lost=self._lost,
             late_drops=self._late,
@@ -513,13 +542,7 @@ class AdaptiveJitterBuffer:
         return self._cursor
 
     def _step_at(self, cursor: int) -> int:
-        """The duration of the slot at ``cursor``, from its packet and the next one."""
-        here = self._packets.get(cursor)
-        after = self._packets.get(cursor + 1)
-        if here is not None and after is not None:
-            step = after[0] - here[0]
-            if 0 < step <= self._max_step:
-                self._step = step
+        """The duration of the slot at ``cursor``, in RTP clock units."""
         return self._step
 
     def _newer_than(self, cursor: int) -> bool:
@@ -537,7 +560,9 @@ class AdaptiveJitterBuffer:
             gap = self.target() - delay
             if gap > 0:  # grow at once (at most one frame per slot)
                 nxt += min(gap, frame_s)
-            elif gap < 0 and self._quiet:  # shrink slowly, across silence only
+            elif gap < 0 and self._quiet and not self._pending:
+                # shrink slowly, across silence only (and not while an underrun may yet turn
+                # out to be a loss, which takes the extra frame back at once)
                 nxt -= min(-gap, self.settings.shrink_ms_per_slot / 1000)
         if nxt < now - frame_s:  # the caller fell behind: do not replay the backlog in a burst
             nxt = now
