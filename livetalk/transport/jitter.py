@@ -106,7 +106,12 @@ _BUFFER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _CODECS_ATTR = "_RTCRtpReceiver__codecs"
 _KIND_ATTR = "_RTCRtpReceiver__kind"
 _DECODER_ATTR = "_RTCRtpReceiver__decoder_thread"
+_STARTED_ATTR = "_RTCRtpReceiver__started"
 _IDLE_CHECK_S = 0.5
+_LATE_S = 0.002
+"""A slot pulled this late (real seconds) may find its packet still in the socket."""
+_IO_TURNS = 3
+"""Event-loop turns from a datagram in the socket to aiortc handing its packet over."""
 """While idle (no packet to play), how often the playout task checks that its track lives."""
 
 
@@ -224,8 +229,9 @@ class AdaptiveReceiver:
     Args:
         receiver: an audio ``RTCRtpReceiver`` whose media has not started.
         settings: the buffer's trade-off (:class:`PlayoutSettings`; the defaults if None).
-        clock: the media clock slots are played on (real time if None); the far end's media
-            clock must run at the same speed.
+        clock: the media clock (real time if None). A ``MediaClock(speed)`` faster than real
+            time (``connect(speed=N)`` against ``serve(realtime_factor=N)``) plays slots
+            ``speed`` times faster, while the jitter and delays stay measured in real time.
         rate: the rate of the decoded frames put on the track (8, 12, 16, 24 or 48 kHz;
             ``RemoteAudioReader`` then needs no resampling when it reads at that rate).
 
@@ -240,8 +246,9 @@ class AdaptiveReceiver:
         if rate not in OPUS_RATES:
             raise ConfigError(f"the decoded rate must be one of {OPUS_RATES} Hz, got {rate!r}")
         self.receiver = receiver
-        self.core = AdaptiveJitterBuffer(settings)
         self.clock: Clock = clock if clock is not None else MediaClock()
+        self._speed = float(getattr(self.clock, "speed", 1.0))
+        self.core = AdaptiveJitterBuffer(settings, speed=self._speed)
         self.rate = rate
         self._decoder: _Decoder = (_LibopusDecoder(rate) if opus_decoder_available()
                                    else _PyAVDecoder(rate))
@@ -291,7 +298,7 @@ class AdaptiveReceiver:
         core = self.core
         idle = core.next_due() is None
         data = bytes(getattr(packet, "_data", packet.payload))
-        core.push(packet.sequence_number, packet.timestamp, data, self.clock.now(),
+        core.push(packet.sequence_number, packet.timestamp, data, self._now(),
                   packet_samples(data, core.settings.clock_rate))
         if self._task is None:
             self._wake = asyncio.Event()
@@ -329,15 +336,24 @@ class AdaptiveReceiver:
                     if self._track_ended():
                         return
                     continue
-                if clock.now() < due:
-                    await clock.sleep_until(due)
+                if self._now() < due:
+                    await clock.sleep_until(due * self._speed)
+                elif not core.has_next() and self._now() - due > _LATE_S:
+                    # woken late with the packet missing: it may be waiting in the socket
+                    # behind us; let the loop read it before concealing
+                    for _ in range(_IO_TURNS):
+                        await asyncio.sleep(0)
                 if self._closed or self._track_ended():
                     return
-                slot = core.pull(clock.now())
+                slot = core.pull(self._now())
                 if slot is not None:
                     self._play(slot)
         finally:
             self._decoder.close()
+
+    def _now(self) -> float:
+        """The core's time: real seconds (media time divided by the clock's speed)."""
+        return self.clock.now() / self._speed
 
     def _play(self, slot: Slot) -> None:
         decoder = self._decoder
@@ -379,7 +395,9 @@ class AdaptiveReceiver:
         track = self.receiver.track
         if track is not None and track.readyState != "live":
             return True
-        return getattr(self.receiver, _DECODER_ATTR, True) is None
+        receiver = self.receiver
+        return bool(getattr(receiver, _STARTED_ATTR, False)) and getattr(
+            receiver, _DECODER_ATTR, True) is None
 
     def _is_opus(self, payload_type: int) -> bool:
         codec = getattr(self.receiver, _CODECS_ATTR, {}).get(payload_type)
@@ -436,7 +454,9 @@ class _PyAVDecoder(_Decoder):
         self._codec: Any = av.CodecContext.create("libopus", "r")
         self._codec.format = "s16"
         self._codec.layout = "mono"
-        self._codec.sample_rate = rate
+        self._codec.sample_rate = RTC_RATE
+        self._resampler = (None if rate == RTC_RATE
+                           else av.AudioResampler(format="s16", layout="mono", rate=rate))
         self._last: PCM = np.zeros(0, dtype=np.int16)
         self._gain = 1.0
 
@@ -445,6 +465,8 @@ class _PyAVDecoder(_Decoder):
             frames = self._codec.decode(av.Packet(payload))
         except av.FFmpegError as exc:
             raise OpusError(str(exc)) from exc
+        if self._resampler is not None:
+            frames = [out for f in frames for out in self._resampler.resample(f)]
         pcm: PCM = (np.concatenate([f.to_ndarray()[0] for f in frames]) if frames
                     else np.zeros(0, dtype=np.int16))
         self._last, self._gain = pcm, 1.0

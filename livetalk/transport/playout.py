@@ -96,6 +96,9 @@ _MAX_AHEAD_S = 5.0
 """Packets more than this far ahead of the playout point restart the buffer on them."""
 _LATE_MEMORY = 256
 """How many recently concealed sequence numbers are remembered to tell late from duplicate."""
+_CATCH_UP_S = 1.0
+"""A caller that pulls more than this late (a stalled process) resumes from now; below it, the
+slots it missed are pulled at once, so that the delay does not grow."""
 _FORCE_DROP_FRAMES = 5
 """Delay beyond the target, in frames, past which frames are dropped even in speech."""
 
@@ -123,7 +126,7 @@ class PlayoutSettings:
     """
 
     min_delay_ms: float = 0.0
-    max_delay_ms: float = 400.0
+    max_delay_ms: float = 1000.0
     percentile: float = 99.0
     window_ms: float = 5000.0
     margin_ms: float = 2.0
@@ -292,12 +295,21 @@ class AdaptiveJitterBuffer:
 
     Args:
         settings: the latency/robustness trade-off; :class:`PlayoutSettings` defaults if None.
+        speed: how many times faster than the caller's clock the sender's media runs (an
+            accelerated test against ``serve(realtime_factor=N)``: ``N``). The caller's clock
+            stays real time, so jitter, delays and the window are real milliseconds while a
+            slot lasts ``frame_ms / speed``.
+
+    Raises:
+        ConfigError: a speed that is not a positive number.
     """
 
-    def __init__(self, settings: PlayoutSettings | None = None) -> None:
+    def __init__(self, settings: PlayoutSettings | None = None, *, speed: float = 1.0) -> None:
         self.settings = settings if settings is not None else PlayoutSettings()
+        if isinstance(speed, bool) or not speed > 0:
+            raise ConfigError(f"speed must be a number > 0, got {speed!r}")
         s = self.settings
-        self._rate = float(s.clock_rate)
+        self._rate = float(s.clock_rate) * speed
         self._step = round(s.frame_ms * s.clock_rate / 1000)
         self._max_step = round(_MAX_STEP_MS * s.clock_rate / 1000)
         self._window = _Window(s.window_ms / 1000)
@@ -398,8 +410,8 @@ class AdaptiveJitterBuffer:
         """Play the slot that is due; call it at (or after) :meth:`next_due`.
 
         Args:
-            now: the current time, on the clock of the arrivals; only used when the buffer
-                fell more than a slot behind (the caller was late), to catch up.
+            now: the current time, on the clock of the arrivals; only used when the caller
+                fell far behind (a stalled process), to resume from now.
 
         Returns:
             The slot, or None when the buffer is idle (nothing to play: it went idle after
@@ -477,10 +489,18 @@ class AdaptiveJitterBuffer:
         target = self._window.jitter(s.percentile) + s.margin_ms / 1000
         return min(max(target, s.min_delay_ms / 1000), s.max_delay_ms / 1000)
 
+    def has_next(self) -> bool:
+        """True when the packet of the next slot has arrived (pulling will not conceal)."""
+        return self._cursor is not None and self._cursor in self._packets
+
     def statistics(self) -> ReceiveStatistics:
-        """The buffer's figures now (a frozen snapshot)."""
+        """The buffer's figures now (a frozen snapshot).
+
+        Durations are in ms of media (``buffered_ms``, ``concealed_ms``) or of the caller's
+        clock (``target_ms``, ``delay_ms``, ``jitter_ms``); they differ only with ``speed``.
+        """
         window = self._window
-        frame_ms = self._step * 1000 / self._rate
+        frame_ms = self._step * 1000 / self.settings.clock_rate
         delay = 0.0
         if self._due is not None and window:
             delay = max(0.0, self._due - self._cursor_ts / self._rate - window.base)
@@ -494,7 +514,7 @@ class AdaptiveJitterBuffer:
             packets=self._packets_in,
             played=self._played,
             concealed=self._concealed,
-            concealed_ms=self._concealed_units * 1000 / self._rate,
+            concealed_ms=self._concealed_units * 1000 / self.settings.clock_rate,
             underruns=self._underruns,
             lost=self._lost,
             late_drops=self._late,
@@ -564,7 +584,7 @@ class AdaptiveJitterBuffer:
                 # shrink slowly, across silence only (and not while an underrun may yet turn
                 # out to be a loss, which takes the extra frame back at once)
                 nxt -= min(-gap, self.settings.shrink_ms_per_slot / 1000)
-        if nxt < now - frame_s:  # the caller fell behind: do not replay the backlog in a burst
+        if nxt < now - _CATCH_UP_S:  # the caller stalled: start afresh rather than burst
             nxt = now
         return nxt
 
