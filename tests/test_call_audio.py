@@ -106,7 +106,6 @@ async def test_spoken_file_comes_back_correlated_and_at_the_same_level() -> None
     assert np.median(corrs) >= 0.85, corrs
     assert corrs[len(corrs) // 10] >= 0.6, corrs  # 90 % of the speech matches closely
     assert np.median([spec for _, spec in segments]) >= 0.95
-    aligned = got[lag:lag + sent.size]
     assert 0.8 <= level <= 1.25, level
     # controls: misaligned by 50 ms, or another signal altogether, it no longer matches
     shifted = got[lag + 1200:lag + 1200 + sent.size]
