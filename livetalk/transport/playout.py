@@ -30,7 +30,8 @@ where the playout clock stands; it moves towards the target:
 - **Shrinks slowly.** A target above the delay only falls once the slow packets have left the
   window. The delay then follows it down by at most :attr:`~PlayoutSettings.shrink_ms_per_slot`
   per slot, and only across quiet slots (silence between words), so the speech is not sped up;
-  when the delay exceeds the target by more than a frame, one quiet frame is dropped.
+  when the delay exceeds the target by more than a frame, quiet frames are dropped. In
+  non-stop speech, only an excess of more than five frames is cut, one frame in ten at most.
 - **Late packets are dropped.** A packet arriving after its slot was played (concealed) is
   counted (:attr:`ReceiveStatistics.late_drops`) and discarded, never played out of order.
 - **Losses are concealed.** A missing packet whose successors have arrived is lost: its slot
@@ -100,7 +101,9 @@ _CATCH_UP_S = 1.0
 """A caller that pulls more than this late (a stalled process) resumes from now; below it, the
 slots it missed are pulled at once, so that the delay does not grow."""
 _FORCE_DROP_FRAMES = 5
-"""Delay beyond the target, in frames, past which frames are dropped even in speech."""
+"""Delay beyond the target, in frames, past which frames are dropped even in speech..."""
+_FORCE_DROP_EVERY = 10
+"""... but at most one in this many slots (speech sped up by 10 % at most)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +326,7 @@ class AdaptiveJitterBuffer:
         self._pending = False  # the cursor's slot was already concealed (an underrun)
         self._underrun_run = 0
         self._quiet = False
+        self._since_drop = 0  # slots since a frame was dropped
         self._concealed_seqs: deque[int] = deque(maxlen=_LATE_MEMORY)
         self._started = False
         self._packets_in = 0
@@ -438,14 +442,17 @@ class AdaptiveJitterBuffer:
         excess = (due - self._cursor_ts / self._rate) - (self._window.base + target)
         frame_s = step / self._rate
         if (excess > frame_s + self.settings.margin_ms / 1000
-                and (self._quiet or excess > _FORCE_DROP_FRAMES * frame_s)
+                and (self._quiet or (excess > _FORCE_DROP_FRAMES * frame_s
+                                     and self._since_drop >= _FORCE_DROP_EVERY))
                 and cursor in packets and cursor + 1 in packets):
             skipped = (packets.pop(cursor)[1],)
             self._dropped += 1
+            self._since_drop = 0
             cursor = self._advance(step)
             step = self._step_at(cursor)
             frame_s = step / self._rate
 
+        self._since_drop += 1
         slot: Slot
         if cursor in packets:
             slot = Slot(PACKET, packets.pop(cursor)[1], step, skipped)
