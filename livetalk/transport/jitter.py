@@ -255,8 +255,11 @@ class AdaptiveReceiver:
         self._fallback: JitterBuffer | None = None  # for a codec other than Opus
         self._time_base = fractions.Fraction(1, rate)
         self._pts = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # the playout task (other clocks)
         self._wake: asyncio.Event | None = None
+        self._timer: asyncio.Handle | None = None  # the next slot's callback (MediaClock)
+        self._io_turns = 0
+        self._timers = isinstance(self.clock, MediaClock)
         self._closed = False
         self.decode_errors = 0
         """Packets libopus refused (concealed instead)."""
@@ -300,7 +303,10 @@ class AdaptiveReceiver:
         data = bytes(getattr(packet, "_data", packet.payload))
         core.push(packet.sequence_number, packet.timestamp, data, self._now(),
                   packet_samples(data, core.settings.clock_rate))
-        if self._task is None:
+        if self._timers:  # a real-time clock: one loop callback per slot, no task
+            if self._timer is None:
+                self._arm()
+        elif self._task is None:
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="livetalk-adaptive-playout")
@@ -312,6 +318,9 @@ class AdaptiveReceiver:
     async def aclose(self) -> None:
         """Stop playing (idempotent); the playout task ends with the track anyway."""
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -320,7 +329,45 @@ class AdaptiveReceiver:
         self._decoder.close()
 
     # ---------------------------------------------------------------- playout task
+    def _arm(self) -> None:
+        """Schedule the next slot's callback on the event loop (MediaClock: real time)."""
+        due = self.core.next_due()
+        if due is None or self._closed:
+            self._timer = None  # idle: the next packet re-arms
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + max(0.0, due - self._now()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        if self._track_ended():
+            self._closed = True
+            self._decoder.close()
+            return
+        core = self.core
+        due = core.next_due()
+        if due is None:
+            return
+        now = self._now()
+        if now < due:
+            self._arm()
+            return
+        if not core.has_next() and now - due > _LATE_S and self._io_turns < _IO_TURNS:
+            # woken late with the packet missing: it may be waiting in the socket behind us;
+            # let the loop read it before concealing
+            self._io_turns += 1
+            self._timer = asyncio.get_running_loop().call_soon(self._on_timer)
+            return
+        self._io_turns = 0
+        slot = core.pull(now)
+        if slot is not None:
+            self._play(slot)
+        self._arm()
+
     async def _run(self) -> None:
+        """The playout loop for clocks other than MediaClock (a ManualClock in tests)."""
         clock, core, wake = self.clock, self.core, self._wake
         assert wake is not None
         track = self.receiver.track
