@@ -73,6 +73,7 @@ from livetalk.transport.playout import (
 __all__ = [
     "AIORTC_AUDIO_CAPACITY",
     "AIORTC_AUDIO_PREFETCH",
+    "ACCELERATED_MIN_DELAY_MS",
     "LOW_LATENCY_PREFETCH",
     "QUIET_PEAK",
     "AdaptiveReceiver",
@@ -98,6 +99,9 @@ aiortc releases a frame only when a packet with a newer timestamp arrives, so de
 behave the same.
 """
 
+ACCELERATED_MIN_DELAY_MS = 60.0
+"""The default delay floor, in real milliseconds, when the media clock runs faster than real
+time (``connect(speed=N)`` against ``serve(realtime_factor=N)``)."""
 QUIET_PEAK = 330
 """A decoded slot whose peak stays below this (about -40 dBFS) counts as quiet: the adaptive
 buffer only shrinks its delay across quiet slots."""
@@ -248,6 +252,10 @@ class AdaptiveReceiver:
         self.receiver = receiver
         self.clock: Clock = clock if clock is not None else MediaClock()
         self._speed = float(getattr(self.clock, "speed", 1.0))
+        if settings is None and self._speed > 1:
+            # faster than real time, every ms the event loop is late costs `speed` ms of
+            # media: a floor keeps accelerated runs (tests, batch feeding) free of glitches
+            settings = PlayoutSettings(min_delay_ms=ACCELERATED_MIN_DELAY_MS)
         self.core = AdaptiveJitterBuffer(settings, speed=self._speed)
         self.rate = rate
         self._decoder: _Decoder = (_LibopusDecoder(rate) if opus_decoder_available()

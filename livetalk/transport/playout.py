@@ -31,7 +31,7 @@ where the playout clock stands; it moves towards the target:
   window. The delay then follows it down by at most :attr:`~PlayoutSettings.shrink_ms_per_slot`
   per slot, and only across quiet slots (silence between words), so the speech is not sped up;
   when the delay exceeds the target by more than a frame, quiet frames are dropped. In
-  non-stop speech, only an excess of more than five frames is cut, one frame in ten at most.
+  non-stop speech, only an excess of more than 100 ms is cut, one frame in ten at most.
 - **Late packets are dropped.** A packet arriving after its slot was played (concealed) is
   counted (:attr:`ReceiveStatistics.late_drops`) and discarded, never played out of order.
 - **Losses are concealed.** A missing packet whose successors have arrived is lost: its slot
@@ -100,8 +100,8 @@ _LATE_MEMORY = 256
 _CATCH_UP_S = 1.0
 """A caller that pulls more than this late (a stalled process) resumes from now; below it, the
 slots it missed are pulled at once, so that the delay does not grow."""
-_FORCE_DROP_FRAMES = 5
-"""Delay beyond the target, in frames, past which frames are dropped even in speech..."""
+_FORCE_DROP_S = 0.100
+"""Delay beyond the target (real seconds) past which frames are dropped even in speech..."""
 _FORCE_DROP_EVERY = 10
 """... but at most one in this many slots (speech sped up by 10 % at most)."""
 
@@ -442,7 +442,7 @@ class AdaptiveJitterBuffer:
         excess = (due - self._cursor_ts / self._rate) - (self._window.base + target)
         frame_s = step / self._rate
         if (excess > frame_s + self.settings.margin_ms / 1000
-                and (self._quiet or (excess > _FORCE_DROP_FRAMES * frame_s
+                and (self._quiet or (excess > max(_FORCE_DROP_S, 5 * frame_s)
                                      and self._since_drop >= _FORCE_DROP_EVERY))
                 and cursor in packets and cursor + 1 in packets):
             skipped = (packets.pop(cursor)[1],)
