@@ -74,10 +74,12 @@ __all__ = [
     "AIORTC_AUDIO_CAPACITY",
     "AIORTC_AUDIO_PREFETCH",
     "ACCELERATED_MIN_DELAY_MS",
+    "COMMIT_SAFE_MEDIA_MS",
     "LOW_LATENCY_PREFETCH",
     "QUIET_PEAK",
     "AdaptiveReceiver",
     "adaptive_receivers",
+    "bounded_settings",
     "install_adaptive_playout",
     "receive_prefetch",
     "set_peer_receive_prefetch",
@@ -102,6 +104,9 @@ behave the same.
 ACCELERATED_MIN_DELAY_MS = 60.0
 """The default delay floor, in real milliseconds, when the media clock runs faster than real
 time (``connect(speed=N)`` against ``serve(realtime_factor=N)``)."""
+COMMIT_SAFE_MEDIA_MS = 200.0
+"""The most media :func:`bounded_settings` lets a receiver hold back (under the 250 ms a
+livetalk client waits before committing a turn)."""
 QUIET_PEAK = 330
 """A decoded slot whose peak stays below this (about -40 dBFS) counts as quiet: the adaptive
 buffer only shrinks its delay across quiet slots."""
@@ -532,6 +537,23 @@ class _PyAVDecoder(_Decoder):
         if self._last.size != samples or self._gain < 1 / 64:
             return np.zeros(samples, dtype=np.int16)
         return (self._last.astype(np.float32) * self._gain).astype(np.int16)
+
+
+def bounded_settings(speed: float = 1.0) -> PlayoutSettings:
+    """Adaptive settings for a receiver whose peer commits turns over the data channel.
+
+    A livetalk client with local VAD (or push-to-talk) sends ``input_audio_buffer.commit``
+    250 ms of media after the turn's last frame, counting on the server to have decoded that
+    frame by then. These settings keep the delay under :data:`COMMIT_SAFE_MEDIA_MS` of media
+    at a media clock ``speed`` times real time; faster than real time they also keep a floor of
+    half that, since the event loop's own lateness is magnified ``speed`` times. The local
+    server uses them.
+    """
+    if isinstance(speed, bool) or not speed > 0:
+        raise ConfigError(f"speed must be a number > 0, got {speed!r}")
+    ceiling = COMMIT_SAFE_MEDIA_MS / speed
+    return PlayoutSettings(min_delay_ms=ceiling / 2 if speed > 1 else 0.0,
+                           max_delay_ms=ceiling)
 
 
 def install_adaptive_playout(pc: RTCPeerConnection, *, settings: PlayoutSettings | None = None,
