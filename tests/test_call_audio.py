@@ -101,7 +101,7 @@ async def test_spoken_file_comes_back_correlated_and_at_the_same_level() -> None
     assert got.size > sent.size  # the whole recording came back, with the silence around it
     lag, _, level = _align(sent, got)
     segments = _segment_scores(sent, got, lag)
-    assert len(segments) >= 15
+    assert len(segments) >= 8  # the three phrases, half a second at a time
     corrs = sorted(c for c, _ in segments)
     assert np.median(corrs) >= 0.85, corrs
     assert corrs[len(corrs) // 10] >= 0.6, corrs  # 90 % of the speech matches closely
