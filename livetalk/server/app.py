@@ -47,7 +47,7 @@ from livetalk.server.session import INPUT_RATE, ServerSession
 from livetalk.server.tts import EspeakSynthesizer, Synthesizer
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
 from livetalk.transport.impairment import ImpairedPath
-from livetalk.transport.jitter import bounded_settings, install_adaptive_playout
+from livetalk.transport.jitter import install_server_playout
 from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
 
 __all__ = ["LocalServer", "ServerCall", "serve"]
@@ -362,8 +362,8 @@ class LocalServer:
                 if not any(t.kind == "audio" for t in pc.getTransceivers()):
                     raise ValueError("the offer has no audio m-line")
                 pc.addTrack(track)
-                install_adaptive_playout(pc, clock=track.clock, rate=24000,
-                                         settings=bounded_settings(self.realtime_factor))
+                install_server_playout(pc, clock=track.clock, rate=24000,
+                                       speed=self.realtime_factor)
                 await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError and friends on bad SDP
             log.info("rejecting offer: %s", exc)

@@ -79,8 +79,8 @@ __all__ = [
     "QUIET_PEAK",
     "AdaptiveReceiver",
     "adaptive_receivers",
-    "bounded_settings",
     "install_adaptive_playout",
+    "install_server_playout",
     "receive_prefetch",
     "set_peer_receive_prefetch",
     "set_receive_prefetch",
@@ -105,8 +105,8 @@ ACCELERATED_MIN_DELAY_MS = 60.0
 """The default delay floor, in real milliseconds, when the media clock runs faster than real
 time (``connect(speed=N)`` against ``serve(realtime_factor=N)``)."""
 COMMIT_SAFE_MEDIA_MS = 200.0
-"""The most media :func:`bounded_settings` lets a receiver hold back (under the 250 ms a
-livetalk client waits before committing a turn)."""
+"""The most media the local server's buffer holds back (:func:`install_server_playout`): under
+the 250 ms a livetalk client waits before committing a turn."""
 QUIET_PEAK = 330
 """A decoded slot whose peak stays below this (about -40 dBFS) counts as quiet: the adaptive
 buffer only shrinks its delay across quiet slots."""
@@ -539,21 +539,28 @@ class _PyAVDecoder(_Decoder):
         return (self._last.astype(np.float32) * self._gain).astype(np.int16)
 
 
-def bounded_settings(speed: float = 1.0) -> PlayoutSettings:
-    """Adaptive settings for a receiver whose peer commits turns over the data channel.
+def install_server_playout(pc: RTCPeerConnection, *, clock: Clock, rate: int,
+                           speed: float = 1.0) -> list[AdaptiveReceiver]:
+    """The receive buffer of livetalk's local server, for one call's peer connection.
 
-    A livetalk client with local VAD (or push-to-talk) sends ``input_audio_buffer.commit``
-    250 ms of media after the turn's last frame, counting on the server to have decoded that
-    frame by then. These settings keep the delay under :data:`COMMIT_SAFE_MEDIA_MS` of media
-    at a media clock ``speed`` times real time; faster than real time they also keep a floor of
-    half that, since the event loop's own lateness is magnified ``speed`` times. The local
-    server uses them.
+    In real time (``speed`` 1) the adaptive buffer, never holding more than
+    :data:`COMMIT_SAFE_MEDIA_MS` of media: a livetalk client with local VAD (or push-to-talk)
+    sends ``input_audio_buffer.commit`` 250 ms of media after the turn's last frame, counting
+    on the server to have decoded that frame by then. Faster than real time it keeps aiortc's
+    own buffer: every millisecond the event loop is late costs ``speed`` ms of media, which a
+    buffer on a clock must conceal, while aiortc's waits for each packet in sequence, so that
+    an accelerated run (tests, batch feeding) hears every frame exactly as sent.
+
+    Returns:
+        The adaptive receivers installed (none faster than real time).
     """
     if isinstance(speed, bool) or not speed > 0:
         raise ConfigError(f"speed must be a number > 0, got {speed!r}")
-    ceiling = COMMIT_SAFE_MEDIA_MS / speed
-    return PlayoutSettings(min_delay_ms=ceiling / 2 if speed > 1 else 0.0,
-                           max_delay_ms=ceiling)
+    if speed > 1:
+        return []
+    return install_adaptive_playout(
+        pc, clock=clock, rate=rate,
+        settings=PlayoutSettings(max_delay_ms=COMMIT_SAFE_MEDIA_MS / speed))
 
 
 def install_adaptive_playout(pc: RTCPeerConnection, *, settings: PlayoutSettings | None = None,
