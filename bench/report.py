@@ -210,8 +210,10 @@ read the ratios, not the absolute values, and re-run before quoting a figure.
    Opus packets with pre-encoding, stereo frames that aiortc encodes with `--frames` (what
    it did before). Alternated, medians. **Its capacity**: the same with every call speaking
    (streaming the tone, which the server's VAD takes for speech) and the number of calls
-   rising until the server's core passes 90 % (its CPU is read from `/proc`; the clients share
-   core 0, so at high counts the clients' own lateness is also shown). The audio the clients
+   rising until the server's core passes 90 % (its CPU is read from `/proc`), or until the
+   clients' process on core 0 can no longer pace its frames (p99 lateness over 20 ms): from
+   there the clients are the limit, and the server's capacity is projected from its CPU per
+   call at the last healthy step (90 % of a core divided by it). The audio the clients
    receive is below 100 % by design: their adaptive buffers drop quiet frames when they shrink
    their delay, and the server sends silence while it listens.
 
