@@ -7,9 +7,11 @@ Usage::
     python -m bench.run_all --quick    # smoke sizes, about a minute
     python -m bench.run_all --only connect,latency --no-docs
 
-Stages: ``connect``, ``latency``, ``cpu``, ``capacity``, ``server``, ``reply``,
-``accelerated``, ``profile``. livetalk and the raw-aiortc baseline run alternately within each
-stage (``server`` alternates the local server's pre-encoding and frame-sending tracks).
+Stages: ``connect``, ``latency``, ``jitter``, ``cpu``, ``capacity``, ``server``,
+``server_capacity``, ``reply``, ``accelerated``, ``stages``, ``profile``. livetalk and the
+raw-aiortc baseline run alternately within each stage (``server`` alternates the local
+server's pre-encoding and frame-sending tracks; ``jitter`` compares with aiortc's default
+receiver through an impaired path, :mod:`bench.jitter`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import stage_costs, stages
+from bench import jitter as jitter_bench, stage_costs, stages
 from bench.echo_peer import EchoPeer
 from bench.report import Row, keep_sections, machine, render_markdown, render_table, write_json
 from bench.signals import MeasurementError, median
@@ -39,13 +41,19 @@ from livetalk.server.tts import EspeakSynthesizer
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOCS = ROOT / "docs" / "performance.md"
-STAGES = ("connect", "latency", "cpu", "capacity", "server", "reply", "accelerated", "stages",
-          "profile")
+STAGES = ("connect", "latency", "jitter", "cpu", "capacity", "server", "server_capacity",
+          "reply", "accelerated", "stages", "profile")
 REPLY_PHRASE = "hello can you hear me"
-LATENCY_GOAL_MS = 50.0
+LATENCY_GOAL_MS = 30.0
+"""Clean-loopback one-way receive latency of livetalk's default (adaptive) buffer."""
+JITTER_LATENCY_GOAL_RATIO = 0.7
+"""At 20 ms jitter: livetalk's latency against aiortc's default receiver's, at most."""
+REPLY_GOAL_RATIO = 1.0
 LATENESS_GOAL_MS = 20.0
 CPU_GOAL_RATIO = 1.1
-CAPACITY_GOAL = 15
+CAPACITY_GOAL = 40
+CAPACITY_GOAL_RATIO = 1.5
+SERVER_CAPACITY_GOAL = 20
 ACCELERATED_GOAL_S = 10.0
 
 
@@ -60,6 +68,7 @@ class Sizes:
     server_calls: int
     load_seconds: float
     capacity_steps: tuple[int, ...]
+    server_steps: tuple[int, ...]
     reply_runs: int
     accelerated_audio_s: float
     accelerated_speed: float
@@ -67,11 +76,12 @@ class Sizes:
 
 
 FULL = Sizes(connect_runs=15, latency_calls=4, cpu_calls=2, cpu_runs=3, server_calls=4,
-             load_seconds=8.0, capacity_steps=(5, 10, 15, 20, 25), reply_runs=3,
-             accelerated_audio_s=60.0, accelerated_speed=10.0, profile_s=6.0)
+             load_seconds=8.0, capacity_steps=(10, 20, 30, 40, 50, 60, 70, 80),
+             server_steps=(10, 20, 30, 40, 50, 60), reply_runs=5, accelerated_audio_s=60.0,
+             accelerated_speed=10.0, profile_s=6.0)
 QUICK = Sizes(connect_runs=2, latency_calls=1, cpu_calls=1, cpu_runs=1, server_calls=1,
-              load_seconds=3.0, capacity_steps=(2, 4), reply_runs=1, accelerated_audio_s=15.0,
-              accelerated_speed=10.0, profile_s=2.0)
+              load_seconds=3.0, capacity_steps=(2, 4), server_steps=(2,), reply_runs=1,
+              accelerated_audio_s=15.0, accelerated_speed=10.0, profile_s=2.0)
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -133,11 +143,14 @@ class Runner:
         raw = med["raw"]
         for name in ("livetalk", "livetalk low latency"):
             m = med[name]
-            goal = f"<= {LATENCY_GOAL_MS:.0f} ms" if name.endswith("latency") else "<= raw + 10 ms"
-            limit = LATENCY_GOAL_MS if name.endswith("latency") else raw["down_ms"] + 10
-            self.rows.append(Row(f"one way down, {name}", goal, f"{m['down_ms']:.1f} ms",
-                                 f"{raw['down_ms']:.1f} ms", _ratio(m["down_ms"], raw["down_ms"]),
-                                 m["down_ms"] <= limit, "receive path slower than the goal"))
+            default = name == "livetalk"
+            self.rows.append(Row(
+                f"one way down, {name}", f"<= {LATENCY_GOAL_MS:.0f} ms" if default else "info",
+                f"{m['down_ms']:.1f} ms", f"{raw['down_ms']:.1f} ms (aiortc default)",
+                _ratio(m["down_ms"], raw["down_ms"]),
+                m["down_ms"] <= LATENCY_GOAL_MS if default else None,
+                "the adaptive buffer's target grew with the arrival jitter this shared machine "
+                "caused (see the jitter table)"))
             self.rows.append(Row(f"echo round trip, {name}", "info", f"{m['echo_ms']:.1f} ms",
                                  f"{raw['echo_ms']:.1f} ms", _ratio(m["echo_ms"], raw["echo_ms"]),
                                  None))
@@ -145,6 +158,29 @@ class Runner:
         self.rows.append(Row("one way up, livetalk", "<= raw + 10 ms", f"{m['up_ms']:.1f} ms",
                              f"{raw['up_ms']:.1f} ms", _ratio(m["up_ms"], raw["up_ms"]),
                              m["up_ms"] <= raw["up_ms"] + 10, "send path slower than raw"))
+
+    async def jitter(self) -> None:
+        """One-way receive latency and glitches through an impaired way down."""
+        results = await jitter_bench.run(quick=self.sizes is QUICK)
+        self.details["jitter"] = [asdict(r) | {"glitch_ms_per_min": r.glitch_ms_per_min}
+                                  for r in results]
+        by = {(r.impl, r.jitter_ms, r.loss): r for r in results}
+        for (jitter_ms, loss) in sorted({(r.jitter_ms, r.loss) for r in results}):
+            lt, raw = by.get(("livetalk", jitter_ms, loss)), by.get(("raw", jitter_ms, loss))
+            if lt is None or raw is None:
+                continue
+            goal_row = jitter_ms == 20
+            ratio = _ratio(lt.down_ms, raw.down_ms)
+            met = (ratio is not None and ratio <= JITTER_LATENCY_GOAL_RATIO
+                   and lt.glitch_ms_per_min < raw.glitch_ms_per_min)
+            self.rows.append(Row(
+                f"jitter {jitter_ms:g} ms, loss {loss:.0%}: one way down / glitches",
+                (f"<= {JITTER_LATENCY_GOAL_RATIO}x aiortc, fewer glitches" if goal_row
+                 else "info"),
+                f"{lt.down_ms:.0f} ms / {lt.glitch_ms_per_min:.0f} ms/min",
+                f"{raw.down_ms:.0f} ms / {raw.glitch_ms_per_min:.0f} ms/min (aiortc)",
+                ratio, met if goal_row else None,
+                "latency or glitches above aiortc's default receiver on this run"))
 
     async def cpu(self) -> None:
         runs = []
@@ -182,11 +218,15 @@ class Runner:
         self.details["capacity"] = runs
         steps = self.sizes.capacity_steps
         goal = CAPACITY_GOAL if self.sizes is FULL else steps[-1]
-        top = "" if not alive["livetalk"] else f" (did not saturate at {steps[-1]})"
-        self.rows.append(Row("calls per core, p99 lateness < 20 ms", f">= {goal}",
-                             f"{best['livetalk']}{top}", str(best["raw"]),
-                             _ratio(best["livetalk"], best["raw"]), best["livetalk"] >= goal,
-                             "frames got late at fewer calls (CPU-bound or a noisy machine)"))
+        tops = {impl: "" if not alive[impl] else f" (did not saturate at {steps[-1]})"
+                for impl in best}
+        ratio = _ratio(best["livetalk"], best["raw"])
+        self.rows.append(Row(
+            "calls per core, p99 lateness < 20 ms (knee)",
+            f">= {goal} and >= {CAPACITY_GOAL_RATIO}x raw",
+            f"{best['livetalk']}{tops['livetalk']}", f"{best['raw']}{tops['raw']}", ratio,
+            best["livetalk"] >= goal and ratio is not None and ratio >= CAPACITY_GOAL_RATIO,
+            "frames got late at fewer calls (CPU-bound, or the shared machine's load)"))
 
     async def server(self) -> None:
         """CPU of the local server per call, its reply tracks pre-encoding or sending frames."""
@@ -206,6 +246,47 @@ class Runner:
                              f"{new:.1f} ms/s", f"{old:.1f} ms/s (frames track)",
                              _ratio(new, old), None))
 
+    async def server_capacity(self) -> None:
+        """The local server's own capacity: N livetalk clients all streaming to it at once.
+
+        Stops when the server's core passes 90 % (saturated), or when the clients' process,
+        pinned to the other core, can no longer pace its own frames (p99 lateness over 20 ms):
+        from there on its calls, not the server, are the limit, and the server's capacity is
+        projected from its CPU per call at the last healthy step.
+        """
+        runs = []
+        best, limit = 0, "steps ended"
+        for calls in self.sizes.server_steps:
+            run = await self._server_run(calls)
+            if run["late_p99_ms"] >= LATENESS_GOAL_MS:  # one retry: the host is shared
+                retry = await self._server_run(calls)
+                run = min(run, retry, key=lambda r: r["late_p99_ms"])
+            runs.append(run)
+            if run["late_p99_ms"] >= LATENESS_GOAL_MS:
+                limit = f"clients saturated at {calls}"
+                break
+            if run["server_core_share"] >= 0.9:
+                limit = f"server saturated at {calls}"
+                break
+            best = calls
+        self.details["server_capacity"] = runs
+        healthy = [r for r in runs if r["calls"] == best] or runs[-1:]
+        per_call = healthy[-1]["server_cpu_ms_per_call_s"] if healthy else float("nan")
+        projected = int(900 / per_call) if healthy and per_call > 0 else 0
+        goal = SERVER_CAPACITY_GOAL if self.sizes is FULL else self.sizes.server_steps[0]
+        self.rows.append(Row(
+            "local server: speaking calls per core", f">= {goal}",
+            f"{best} measured ({limit}); {projected} projected at 90 %",
+            f"{per_call:.1f} ms/s per call at {best}", None,
+            best >= goal or (limit.startswith("clients") and projected >= goal),
+            "the server's core saturated"))
+
+    async def _server_run(self, calls: int) -> dict[str, Any]:
+        async with self.local_server(frames=False) as (url, pid):
+            run = await self.load("livetalk", url, calls, server_pid=pid)
+        run["server_core_share"] = round(run["server_cpu_ms_per_call_s"] * calls / 1000, 3)
+        return run
+
     async def reply(self) -> None:
         audio, end_ms = stages.speech_sample(self.synthesizer, REPLY_PHRASE)
         webrtc: list[float] = []
@@ -220,11 +301,12 @@ class Runner:
         self.details["reply"] = {"webrtc_ms": webrtc, "websocket_ms": websocket}
         a, b = median(webrtc), median(websocket)
         ratio = _ratio(a, b)
-        self.rows.append(Row("end of speech -> first reply audio", "<= 1.1x openai WS",
-                             f"{a:.0f} ms", f"{b:.0f} ms (openai SDK, WS)", ratio,
-                             ratio is not None and ratio <= 1.1,
-                             "the reply crosses aiortc's 80 ms receive jitter buffer; "
-                             "WebSocket deltas arrive as soon as synthesized"))
+        self.rows.append(Row("end of speech -> first reply audio",
+                             f"<= {REPLY_GOAL_RATIO:g}x openai WS", f"{a:.0f} ms",
+                             f"{b:.0f} ms (openai SDK, WS)", ratio,
+                             ratio is not None and ratio <= REPLY_GOAL_RATIO,
+                             "WebRTC audio crosses two jitter buffers (up at the server, down "
+                             "at the client); WebSocket deltas skip both"))
 
     async def accelerated(self) -> None:
         result = await stages.accelerated_feed(

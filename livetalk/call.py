@@ -75,6 +75,7 @@ from livetalk.reconnect import CallNotice, Reconnect, Reconnector
 from livetalk.routing import Reply, RouteHandler, Router, StalePolicy
 from livetalk.tools import ToolHandler, ToolRunner
 from livetalk.transport.base import Transport
+from livetalk.transport.jitterbuffer import ReceiveStatistics
 from livetalk.transport.signaling import refusal_error
 from livetalk.turnlog import TurnSink
 
@@ -458,6 +459,11 @@ class Call(AsyncClosing):
         """The :class:`~livetalk.transport.tracks.OutboundAudioTrack` carrying your audio
         (WebRTC), or None over WebSocket."""
         return self._transport.outbound_track
+
+    def receive_statistics(self) -> ReceiveStatistics | None:
+        """The receive jitter buffer's figures (WebRTC; None over WebSocket or with aiortc's
+        fixed buffer): target and current delay, underruns, concealed ms, late drops."""
+        return self._transport.receive_statistics()
 
     @property
     def transport_kind(self) -> str:

@@ -32,7 +32,7 @@ from livetalk.reconnect import Reconnect
 from livetalk.routing import RouteHandler, StalePolicy
 from livetalk.tools import ToolHandler
 from livetalk.transport.base import Transport
-from livetalk.transport.jitter import LOW_LATENCY_PREFETCH
+from livetalk.transport.jitterbuffer import JitterBufferSettings
 from livetalk.transport.signaling import (
     KeyProvider,
     check_key_source,
@@ -128,9 +128,9 @@ def connect(
         reconnect: opt-in automatic reconnect and proactive recycle (:class:`Reconnect`).
         media_timeout: WebRTC: seconds without server audio after which the call counts as
             lost (None: rely on ICE consent checks, about 30 s).
-        low_latency: WebRTC: a one-frame receive jitter buffer instead of aiortc's four
-            (one-way latency about 28 ms instead of 88 ms on loopback); for clean networks,
-            since packets more than a frame out of order are then dropped.
+        low_latency: WebRTC: cap the adaptive receive jitter buffer's delay at one frame
+            (20 ms) whatever the measured jitter: late packets are concealed and dropped
+            instead of waited for (see ``docs/audio.md``). The default adapts to the jitter.
         route: the host's agent: ``route(turn)`` is called for each completed user turn and
             a returned string is spoken (see :mod:`livetalk.routing`); sets
             ``create_response: false`` in the turn detection for you (merged into yours, or
@@ -194,7 +194,7 @@ def connect(
                     base_url=url, api_key=key, session=offer_session, http_client=client,
                     ice_servers=ice_servers, clock=clock, connect_timeout=connect_timeout,
                     media_timeout=media_timeout,
-                    jitter_prefetch_frames=LOW_LATENCY_PREFETCH if low_latency else None,
+                    jitter_buffer=JitterBufferSettings.low_latency() if low_latency else None,
                 )
             from livetalk.transport.websocket import WebSocketTransport
 

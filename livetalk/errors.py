@@ -15,7 +15,8 @@ chained with ``from``, so the original stays available as ``__cause__``::
     ├── AudioError                           audio sources and sinks
     │   ├── AudioFormatError (also ValueError)  wrong dtype, shape or rate
     │   ├── AudioFileError                   unreadable or non-audio file
-    │   └── AudioDeviceError                 no PortAudio library, no such device
+    │   ├── AudioDeviceError                 no PortAudio library, no such device
+    │   └── OpusError                        libopus refused a packet or call (handled inside)
     ├── ProtocolError
     │   ├── LocalProtocolError               you misused the protocol
     │   │   └── InvalidEventError            an event built with a missing or mistyped field
@@ -53,6 +54,7 @@ from pathlib import Path
 __all__ = [
     "APIStatusError",
     "AudioDeviceError",
+    "OpusError",
     "AudioError",
     "AudioFileError",
     "AudioFormatError",
@@ -195,6 +197,11 @@ class AudioFormatError(AudioError, ValueError):
 
 class AudioFileError(AudioError):
     """A file that cannot be opened or decoded as audio."""
+
+
+class OpusError(AudioError):
+    """libopus refused a call (a corrupt packet, a bad argument). The receive path conceals
+    the frame and goes on; you meet it only when using :mod:`livetalk.transport.opus`."""
 
 
 class AudioDeviceError(AudioError):

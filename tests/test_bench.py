@@ -142,3 +142,30 @@ def test_recogniser_comparison_building_blocks() -> None:
     assert result["wer_clean"] == 0.0 and result["transcripts"][clean.label] == sentences
     assert _sane(result["cpu_s_per_audio_s"])
     assert wer(["a b c d"], ["a x c"]) == 0.5
+
+
+def test_delivery_log_counts_what_a_real_time_speaker_would_miss() -> None:
+    from bench.jitter import DeliveryLog
+
+    log = DeliveryLog(1000)
+    log.enabled = True
+    frame = np.zeros(20, dtype=np.int16)  # 20 ms at 1 kHz
+    log.entries = [(0.000, 0.02), (0.020, 0.02), (0.040, 0.02)]  # steady: the prebuffer holds
+    assert log.underrun_s() == pytest.approx(0.0)
+    log.entries.append((0.110, 0.02))  # 30 ms after the speaker ran dry at 0.080
+    assert log.underrun_s() == pytest.approx(0.030)
+    log.entries = []
+    log.add(frame)
+    assert log.entries[0][1] == pytest.approx(0.02)
+
+
+async def test_jitter_stage_measures_both_receivers_through_an_impaired_path() -> None:
+    from bench.jitter import measure
+
+    async with EchoPeer(mode="echo") as peer:
+        lt = await measure(peer, "livetalk", 20, 0.05, chirps=2, seed=1)
+        raw = await measure(peer, "raw", 20, 0.05, chirps=2, seed=1)
+    assert _sane(lt.down_ms) and _sane(raw.down_ms)
+    assert lt.missing_ms_per_min == 0 and lt.concealed_ms_per_min >= 0
+    assert raw.concealed_ms_per_min == 0 and raw.missing_ms_per_min >= 0
+    assert lt.glitch_ms_per_min >= lt.concealed_ms_per_min

@@ -8,6 +8,10 @@ Opus in VoIP mode codes speech with SILK, which keeps the spectrum but not the e
 waveform: the aligned waveform correlation measured 0.90 on this recording (deterministic on
 loopback), while the 20 ms magnitude spectrogram correlates at 0.998. The test asserts both,
 the waveform one with a margin for codec changes.
+
+livetalk's adaptive receive jitter buffer may stretch the timeline by a concealed frame when a
+packet comes late (an underrun) and shorten it by a quiet frame when its delay shrinks, so the
+comparison is made per half-second segment, each aligned on its own near the overall lag.
 """
 
 from __future__ import annotations
@@ -58,6 +62,26 @@ def _spectrogram_correlation(a: np.ndarray, b: np.ndarray, frame: int = 480) -> 
     return float(np.corrcoef(mags[0].ravel(), mags[1].ravel())[0, 1])
 
 
+def _segment_scores(sent: np.ndarray, got: np.ndarray, lag: int, *, seconds: float = 0.5,
+                    slack_s: float = 0.1) -> list[tuple[float, float]]:
+    """(waveform, spectrogram) correlation of each speech segment of ``sent``, each aligned
+    within ``slack_s`` of ``lag`` in ``got``."""
+    size, slack = round(seconds * RATE), round(slack_s * RATE)
+    out = []
+    for start in range(0, sent.size - size + 1, size):
+        segment = sent[start:start + size]
+        if np.sqrt(np.mean(segment.astype(np.float64) ** 2)) < 300:  # silence: nothing to match
+            continue
+        lo = max(0, lag + start - slack)
+        window = got[lo:lag + start + size + slack]
+        if window.size < size:
+            continue
+        shift, corr, _ = _align(segment, window)
+        match = window[shift:shift + size]
+        out.append((corr, _spectrogram_correlation(segment, match)))
+    return out
+
+
 async def test_spoken_file_comes_back_correlated_and_at_the_same_level() -> None:
     sent = await _read_file(DATA / "demo.wav")
     received: list[np.ndarray] = []
@@ -75,10 +99,13 @@ async def test_spoken_file_comes_back_correlated_and_at_the_same_level() -> None
         await collector
     got = np.concatenate(received)
     assert got.size > sent.size  # the whole recording came back, with the silence around it
-    lag, corr, level = _align(sent, got)
-    aligned = got[lag:lag + sent.size]
-    assert corr >= 0.85, corr
-    assert _spectrogram_correlation(sent, aligned) >= 0.95
+    lag, _, level = _align(sent, got)
+    segments = _segment_scores(sent, got, lag)
+    assert len(segments) >= 8  # the three phrases, half a second at a time
+    corrs = sorted(c for c, _ in segments)
+    assert np.median(corrs) >= 0.85, corrs
+    assert corrs[len(corrs) // 10] >= 0.6, corrs  # 90 % of the speech matches closely
+    assert np.median([spec for _, spec in segments]) >= 0.95
     assert 0.8 <= level <= 1.25, level
     # controls: misaligned by 50 ms, or another signal altogether, it no longer matches
     shifted = got[lag + 1200:lag + 1200 + sent.size]

@@ -62,6 +62,8 @@ from livetalk.server.faults import FailingTranscriber, Faults, RtpLoss, sever_pe
 from livetalk.server.session import INPUT_RATE, ServerSession
 from livetalk.server.tts import EspeakSynthesizer, Synthesizer
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
+from livetalk.transport.impairment import ImpairedPath
+from livetalk.transport.jitter import install_server_playout
 from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
 
 __all__ = ["LocalServer", "ServerCall", "serve"]
@@ -112,6 +114,7 @@ class ServerCall:
     sidebands: list[web.WebSocketResponse] = field(default_factory=list)
     loss: RtpLoss | None = None
     started: float = field(default_factory=time.monotonic)
+    impaired: ImpairedPath | None = None
 
     def __repr__(self) -> str:
         return f"<ServerCall {self.id} {self.pc.connectionState}{' closed' if self.closed else ''}>"
@@ -397,6 +400,8 @@ class LocalServer:
                 if not any(t.kind == "audio" for t in pc.getTransceivers()):
                     raise ValueError("the offer has no audio m-line")
                 pc.addTrack(track)
+                install_server_playout(pc, clock=track.clock, rate=24000,
+                                       speed=self.realtime_factor)
                 await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError and friends on bad SDP
             log.info("rejecting offer: %s", exc)
@@ -409,6 +414,7 @@ class LocalServer:
         call.loss = self.faults.rtp_loss_for(self._calls_answered)
         if call.loss is not None:
             call.loss.install(pc)
+        call.impaired = self.faults.install_impairment(pc, self._calls_answered)
         self.calls[call_id] = call
         loop = asyncio.get_running_loop()
         call.timers = [

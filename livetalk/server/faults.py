@@ -34,6 +34,7 @@ from aiortc.rtp import RtpPacket, is_rtcp
 
 from livetalk.errors import ConfigError
 from livetalk.server.asr import Transcriber, TranscriptionError
+from livetalk.transport.impairment import ImpairedPath, Impairment
 
 __all__ = ["DEFAULT_RTP_LOSS", "FAULTS", "FailingTranscriber", "Faults", "RtpLoss", "sever_peer"]
 
@@ -61,6 +62,10 @@ FAULTS: dict[str, str] = {
                 "(rtp-loss=F: the fraction F, 0 to 1)",
     "rtp-loss-sent": "drop 5% of the RTP audio packets the server sends "
                      "(rtp-loss-sent=F: the fraction F, 0 to 1)",
+    "rtp-jitter": "delay every RTP audio packet, both ways, by a random 0 to 20 ms, which "
+                  "reorders some of them (rtp-jitter=MS: 0 to MS ms)",
+    "rtp-reorder": "hold back 5% of the RTP audio packets, both ways, by 40 ms, so that the "
+                   "next ones overtake them (rtp-reorder=F: the fraction F)",
 }
 
 #: The share of packets ``rtp-loss`` and ``rtp-loss-sent`` drop when no fraction is given.
@@ -116,6 +121,9 @@ class Faults:
         rtp_loss_sent: share of the RTP audio packets each call sends that never leave.
         rtp_loss_seed: seed of the drop pattern; call ``n`` of the server draws from
             ``(rtp_loss_seed, n)``, so a run is reproducible (see :class:`RtpLoss`).
+        impairment: delay jitter, loss and reordering applied to the RTP audio each call
+            sends and receives (:class:`~livetalk.transport.impairment.Impairment`); call
+            ``n`` draws from ``(impairment.seed, n)``.
 
     Build one from names with :meth:`parse`; pass it as ``LocalServer(faults=...)``.
     """
@@ -133,6 +141,7 @@ class Faults:
     rtp_loss: float = 0.0
     rtp_loss_sent: float = 0.0
     rtp_loss_seed: int = 0
+    impairment: Impairment | None = None
     _refused: list[int] = field(default_factory=lambda: [0], init=False, repr=False,
                                 compare=False)
     """How many calls ``calls_status`` has answered (one mutable cell: the rest is frozen)."""
@@ -182,6 +191,17 @@ class Faults:
                 except ValueError:
                     raise ConfigError(f"fault {name!r} needs a fraction from 0 to 1, "
                                       f"got {value!r}") from None
+            elif name in ("rtp-jitter", "rtp-reorder"):
+                try:
+                    number = float(value) if value else (20.0 if name == "rtp-jitter" else 0.05)
+                    base = changes.get("impairment") or Impairment()
+                    changes["impairment"] = (
+                        replace(base, jitter_ms=number) if name == "rtp-jitter"
+                        else replace(base, reorder=number))
+                except (ValueError, ConfigError):
+                    raise ConfigError(f"fault {name!r} needs a number "
+                                      f"({'ms' if name == 'rtp-jitter' else '0 to 1'}), "
+                                      f"got {value!r}") from None
             elif name in ("slow-answer", "retry-after"):
                 key = "answer_delay_s" if name == "slow-answer" else "retry_after_s"
                 try:
@@ -212,6 +232,14 @@ class Faults:
             return None
         return RtpLoss(received=self.rtp_loss, sent=self.rtp_loss_sent,
                        seed=f"{self.rtp_loss_seed}:{call_number}")
+
+    def install_impairment(self, pc: RTCPeerConnection, call_number: int
+                           ) -> ImpairedPath | None:
+        """Impair the RTP audio of the server's ``call_number``-th call both ways, if asked."""
+        if self.impairment is None or not self.impairment.active:
+            return None
+        seeded = self.impairment.with_seed(f"{self.impairment.seed}:{call_number}")
+        return seeded.install(pc, receive=True, send=True)
 
     def calls_response(self) -> web.Response | None:
         """The reply that replaces a ``POST /realtime/calls``, or None to proceed normally."""

@@ -235,6 +235,10 @@ class MemoryTransport:
     def sent_ms(self) -> float:
         return self._sent_samples * 1000 / API_RATE
 
+    def receive_statistics(self) -> None:
+        """None: audio crosses in memory, with no jitter buffer."""
+        return None
+
     def set_audio_formats(self, input_format: str, output_format: str) -> None:
         """Ignored: audio crosses in memory as 24 kHz PCM."""
 

@@ -22,6 +22,7 @@ from livetalk.protocol.conversation import Playout
 
 if TYPE_CHECKING:
     from livetalk.audio.sources import Source
+    from livetalk.transport.jitterbuffer import ReceiveStatistics
     from livetalk.transport.tracks import OutboundAudioTrack
 
 __all__ = ["AudioConsumer", "ClosedHandler", "EventHandler", "Transport"]
@@ -89,6 +90,9 @@ class Transport(Protocol):
     def set_audio_formats(self, input_format: str, output_format: str) -> None:
         """The session's audio formats (``audio/pcm``, ``audio/pcmu``, ``audio/pcma``) for
         audio carried in events; a media transport ignores them (SDP negotiates its codec)."""
+
+    def receive_statistics(self) -> ReceiveStatistics | None:
+        """The receive jitter buffer's figures; None where audio comes in events."""
 
     def add_audio_consumer(self, consumer: AudioConsumer) -> None:
         """Receive model audio as it arrives."""

@@ -32,7 +32,13 @@ from livetalk.protocol import wire
 from livetalk.protocol.conversation import Playout
 from livetalk.transport.base import ClosedHandler, EventHandler
 from livetalk.transport.ice import is_loopback_url, loopback_candidates
-from livetalk.transport.jitter import set_peer_receive_prefetch
+from livetalk.transport.jitter import (
+    AdaptiveReceiver,
+    install_adaptive_playout,
+    set_peer_receive_prefetch,
+)
+from livetalk.transport.jitterbuffer import JitterBufferSettings, ReceiveStatistics
+from livetalk.transport.opus import OPUS_RATES
 from livetalk.transport.signaling import create_call, hangup, is_ephemeral
 from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
 
@@ -70,9 +76,11 @@ class WebRTCTransport:
             counts as lost (the API and the local server send audio continuously, silence
             included); None disables the watchdog and leaves detection to ICE consent
             checks (about 30 s).
-        jitter_prefetch_frames: depth of the receive jitter buffer in 20 ms frames (aiortc's
-            default is 4 = 80 ms; 1 cuts one-way latency by about 60 ms but no longer
-            reorders packets arriving more than a frame late: for clean paths).
+        jitter_buffer: the adaptive receive jitter buffer's settings (the defaults if None;
+            ``JitterBufferSettings.low_latency()`` caps its delay at one frame).
+        jitter_prefetch_frames: use aiortc's fixed receive jitter buffer instead of the
+            adaptive one, this many 20 ms frames deep (aiortc's default is 4 = 80 ms); it
+            conceals nothing. For comparisons; None (the default) keeps the adaptive buffer.
     """
 
     kind = "webrtc"
@@ -92,6 +100,7 @@ class WebRTCTransport:
         output_rate: int = 24000,
         media_timeout: float | None = 5.0,
         jitter_prefetch_frames: int | None = None,
+        jitter_buffer: JitterBufferSettings | None = None,
     ) -> None:
         self.base_url = base_url
         self._api_key = api_key
@@ -115,6 +124,8 @@ class WebRTCTransport:
         self.media_timeout = media_timeout
         self._watchdog: asyncio.Task[None] | None = None
         self._jitter_prefetch = jitter_prefetch_frames
+        self._jitter_settings = jitter_buffer
+        self._receivers: list[AdaptiveReceiver] = []
 
     def __repr__(self) -> str:
         return f"<WebRTCTransport {self.base_url} call_id={self.call_id}>"
@@ -142,6 +153,10 @@ class WebRTCTransport:
         pc.addTrack(self.track)
         if self._jitter_prefetch is not None:
             set_peer_receive_prefetch(pc, self._jitter_prefetch)
+        else:
+            rate = self._output_rate if self._output_rate in OPUS_RATES else 48000
+            self._receivers = install_adaptive_playout(
+                pc, settings=self._jitter_settings, clock=self.track.clock, rate=rate)
 
         @pc.on("track")
         def on_track(track: Any) -> None:
@@ -217,6 +232,10 @@ class WebRTCTransport:
                 self._on_closed(exc)
 
     # ---------------------------------------------------------------- audio
+    def receive_statistics(self) -> ReceiveStatistics | None:
+        """The adaptive receive jitter buffer's figures (None with aiortc's fixed buffer)."""
+        return self._receivers[0].statistics() if self._receivers else None
+
     @property
     def outbound_track(self) -> OutboundAudioTrack:
         """The track carrying the user's audio."""
@@ -301,6 +320,8 @@ class WebRTCTransport:
             await asyncio.gather(self._watchdog, return_exceptions=True)
         if self.reader is not None:
             await self.reader.stop()
+        for receiver in self._receivers:
+            await receiver.aclose()
         self.track.stop()
         if self.pc is not None:
             await self.pc.close()

@@ -486,6 +486,10 @@ class WebSocketTransport:
         """Milliseconds of user audio sent so far."""
         return self._sent_samples * 1000 / API_RATE
 
+    def receive_statistics(self) -> None:
+        """None: audio arrives in events, with no jitter buffer."""
+        return None
+
     # ---------------------------------------------------------------- model audio
     def add_audio_consumer(self, consumer: AudioConsumer) -> None:
         """Receive model audio (int16 mono 24 kHz) as its deltas arrive."""

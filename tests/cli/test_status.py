@@ -40,6 +40,7 @@ EXPECTED = {
     "ProtocolError": ExitStatus.FAILED,
     "LocalProtocolError": ExitStatus.FAILED,
     "BadRequestError": ExitStatus.API,
+    "OpusError": ExitStatus.USAGE,
     "BrainError": ExitStatus.FAILED,
     "EventParseError": ExitStatus.API,
     "InvalidEventError": ExitStatus.FAILED,

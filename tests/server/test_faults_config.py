@@ -70,3 +70,14 @@ def test_server_defaults_are_safe(transcriber: Any, synthesizer: Any) -> None:
     assert srv.max_call_s == 3600 and not srv.faults.active
     with pytest.raises(ValueError):
         LocalServer(max_call_s=0, transcriber=transcriber, synthesizer=synthesizer)
+
+
+def test_impairment_fault_names_parse() -> None:
+    from livetalk.transport.impairment import Impairment
+
+    faults = Faults.parse(["rtp-jitter=40", "rtp-reorder=0.1"])
+    assert faults.impairment == Impairment(jitter_ms=40, reorder=0.1)
+    assert Faults.parse(["rtp-jitter"]).impairment == Impairment(jitter_ms=20)
+    for spec in ("rtp-jitter=soon", "rtp-reorder=2", "rtp-jitter=-5"):
+        with pytest.raises(ConfigError):
+            Faults.parse([spec])
