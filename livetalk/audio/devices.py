@@ -197,6 +197,7 @@ class MicrophoneSource(AudioSource):
         """The device's name as PortAudio reports it ("" if unknown)."""
         self._resampler = Resampler(self.device_rate, self._rate)
         self._chunker = Chunker(self._chunk)
+        self._primed = False  # the resampler's delay is made up for (see _resample)
         self._blocks: collections.deque[PCM] = collections.deque()
         self._max_blocks = max(1, max_queue_ms // CHUNK_MS)
         self._ready: list[PCM] = []
@@ -282,9 +283,25 @@ class MicrophoneSource(AudioSource):
                     await self._waiter
                 finally:
                     self._waiter = None
-            self._ready = self._chunker.push(self._resampler.process(self._blocks.popleft()))
+            self._ready = self._chunker.push(self._resample(self._blocks.popleft()))
             self._ready.reverse()
         return self._ready.pop()
+
+    def _resample(self, block: PCM) -> PCM:
+        """The block at ``rate``; the first one is padded in front by what the resampler's
+        filter holds back, so every device block completes its own chunk.
+
+        Without the padding the converter's few held samples (16 from 48 to 24 kHz) leave
+        each chunk short until the next block arrives: the microphone would run a whole
+        block late, and an echo canceller placing the speaker's output by the microphone's
+        clock would place it that much too early.
+        """
+        out = self._resampler.process(block)
+        if self._primed or self._resampler.passthrough:
+            return out
+        self._primed = True
+        short = block.size * self._rate // self.device_rate - out.size
+        return np.concatenate((np.zeros(short, np.int16), out)) if short > 0 else out
 
     async def _close(self) -> None:
         stream, self._stream = self._stream, None

@@ -204,11 +204,34 @@ async def test_microphone_resamples_when_rate_unsupported() -> None:
     await mic._start()
     stream = sd.streams[0]
     assert stream.kwargs["samplerate"] == 48000 and stream.kwargs["blocksize"] == 4800
-    for _ in range(4):
+    for _ in range(3):
         stream.feed(np.full(4800, 1000, dtype=np.int16))
-    chunks = [await anext(mic) for _ in range(3)]
+    chunks = [await asyncio.wait_for(anext(mic), 5) for _ in range(3)]
     assert all(c.size == 2400 for c in chunks)
     assert abs(int(chunks[1][1200]) - 1000) <= 2
+    await mic.aclose()
+
+
+async def test_microphone_resampling_adds_no_block_of_delay() -> None:
+    """Each device block completes its own chunk at once, although the resampler's filter
+    holds a few samples back (made up by leading zeros, once): the chunks stay on the
+    device's clock, a block at a time, with the signal in place."""
+    sd = FakeSoundDevice(rates={48000})
+    mic = MicrophoneSource(sd=sd)
+    await mic._start()
+    stream = sd.streams[0]
+    ramp = (np.arange(4 * 4800) % 4800).astype(np.int16)  # a sawtooth, one tooth per block
+    chunks = []
+    for k in range(4):
+        stream.feed(ramp[k * 4800 : (k + 1) * 4800])
+        chunks.append(await asyncio.wait_for(anext(mic), 5))
+    assert all(c.size == 2400 for c in chunks)
+    assert mic._chunker.pending == 0
+    # the tooth's drop lies at the end of each chunk (within the filter's delay), not inside
+    out = np.concatenate(chunks).astype(np.int64)
+    drops = np.flatnonzero(np.diff(out) < -2000) + 1
+    assert drops.size == 3
+    assert all(2400 * (k + 1) <= d <= 2400 * (k + 1) + 16 for k, d in enumerate(drops))
     await mic.aclose()
 
 
