@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 _HEADPHONE_WORDS = ("headphone", "headset", "earphone", "earbud", "airpods", "buds")
+_CAPTURE_BLOCK_MS = 20
+"""The microphone's block: each sample waits for its block before it is sent, so 20 ms (the
+frame WebRTC sends) rather than the 100 ms default gets the user to the server's turn
+detection 80 ms sooner (barge-ins, see docs/performance.md)."""
 
 
 class TextOutput(Protocol):
@@ -290,7 +294,7 @@ async def talk(
     """
     import livetalk
 
-    mic = _open(MicrophoneSource, input_device, sd, "input_device")
+    mic = _open(MicrophoneSource, input_device, sd, "input_device", block_ms=_CAPTURE_BLOCK_MS)
     speaker = _open(SpeakerSink, output_device, sd, "output_device")
     if echo is None:
         echo = default_echo_mode(headphones or _looks_like_headphones(speaker.name))
@@ -379,10 +383,10 @@ async def talk(
     return summary
 
 
-def _open(kind: Any, device: int | str | None, sd: Any, param: str) -> Any:
+def _open(kind: Any, device: int | str | None, sd: Any, param: str, **options: Any) -> Any:
     """Open a device; its errors name this function's parameter (``input_device=``)."""
     try:
-        return kind(device, sd=sd)
+        return kind(device, sd=sd, **options)
     except AudioDeviceError as exc:
         raise AudioDeviceError(str(exc).replace(" device=", f" {param}=")) from exc.__cause__
 

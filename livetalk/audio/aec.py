@@ -222,8 +222,10 @@ class AcousticEchoCanceller(EchoControl):
         warmup_ms: until the canceller has heard this much audible playback it has not
             converged yet, so the microphone is muted while the speaker plays (as
             :class:`~livetalk.audio.echo.HalfDuplex` does, with a ``tail_ms`` of
-            ``warmup_tail_ms``): the first words of the first reply cannot leak out. Muted
-            frames carry comfort noise at the noise floor the output has between replies
+            ``warmup_tail_ms``): the first words of the first reply cannot leak out. AEC3
+            suppresses hard at first and then relaxes, leaking residual bursts for a while
+            (measured 0.9-1.4 s into the first reply); 2 s of playback covers that in every
+            simulated room (docs/audio.md). Muted frames carry comfort noise at the noise floor the output has between replies
             (not its average, which holds the user's speech), so the far end's voice
             detector sees neither a voice nor the floor dropping and coming back.
         warmup_tail_ms: how long the muting lasts after audible playback during warm-up.
@@ -249,7 +251,7 @@ class AcousticEchoCanceller(EchoControl):
         noise_suppression: bool = True,
         high_pass_filter: bool = True,
         auto_gain_control: bool = False,
-        warmup_ms: float = 1000,
+        warmup_ms: float = 2000,
         warmup_tail_ms: float = 300,
         align_window_ms: float = 2000,
         align_step_ms: float = 8,

@@ -33,7 +33,7 @@ from livetalk.audio.playout import PlayoutBuffer
 from livetalk.audio.resample import Resampler
 from livetalk.audio.sinks import AudioSink
 from livetalk.audio.sources import AudioSource
-from livetalk.errors import AudioDeviceError
+from livetalk.errors import AudioDeviceError, ConfigError
 
 __all__ = ["DeviceInfo", "MicrophoneSource", "SpeakerSink", "list_devices"]
 
@@ -163,7 +163,7 @@ def _latency_ms(stream: Any) -> float | None:
 
 
 class MicrophoneSource(AudioSource):
-    """Live audio from a sound card input, as 100 ms chunks at ``rate``.
+    """Live audio from a sound card input, as chunks of ``block_ms`` (100 ms) at ``rate``.
 
     The stream opens on the first iteration and runs until :meth:`aclose`. If the device does
     not support ``rate`` it is opened at its native rate and resampled. When the consumer falls
@@ -174,10 +174,15 @@ class MicrophoneSource(AudioSource):
         device: PortAudio device index or name; None for the default input.
         rate: sample rate of the chunks in Hz.
         max_queue_ms: audio held for a slow consumer before dropping.
+        block_ms: the length of each device block and chunk, a multiple of 10 ms. Every
+            sample waits for its block to fill, so this is latency added to everything the
+            microphone hears: ``livetalk talk`` uses 20 ms (the frame WebRTC sends) so that
+            the server hears the user sooner; the default suits recording and batch use.
         sd: the sounddevice module or a stand-in; None imports it.
 
     Raises:
         AudioDeviceError: PortAudio is missing, or there is no usable input device.
+        ConfigError: ``block_ms`` is not a positive multiple of 10.
     """
 
     def __init__(
@@ -186,9 +191,16 @@ class MicrophoneSource(AudioSource):
         rate: int = API_RATE,
         *,
         max_queue_ms: int = 2000,
+        block_ms: int = CHUNK_MS,
         sd: Any = None,
     ) -> None:
         super().__init__(rate)
+        if isinstance(block_ms, bool) or not isinstance(block_ms, int) or block_ms <= 0 \
+                or block_ms % 10:
+            raise ConfigError(f"block_ms must be a positive multiple of 10, got {block_ms!r}")
+        self.block_ms = block_ms
+        """The length of each device block and chunk, in ms."""
+        self._chunk = ms_to_samples(block_ms, self._rate)
         self._sd = sd if sd is not None else _import_sounddevice()
         self.device = device
         self.device_rate = _negotiate_rate(self._sd, device, self._rate, "input")
@@ -199,7 +211,7 @@ class MicrophoneSource(AudioSource):
         self._chunker = Chunker(self._chunk)
         self._primed = False  # the resampler's delay is made up for (see _resample)
         self._blocks: collections.deque[PCM] = collections.deque()
-        self._max_blocks = max(1, max_queue_ms // CHUNK_MS)
+        self._max_blocks = max(1, max_queue_ms // block_ms)
         self._ready: list[PCM] = []
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -233,7 +245,7 @@ class MicrophoneSource(AudioSource):
                 samplerate=self.device_rate,
                 channels=1,
                 dtype="int16",
-                blocksize=ms_to_samples(CHUNK_MS, self.device_rate),
+                blocksize=ms_to_samples(self.block_ms, self.device_rate),
                 callback=self._callback,
             )
             stream.start()

@@ -86,7 +86,7 @@ class AudioSource(ClosesOnce, ABC):
 
     @property
     def chunk_samples(self) -> int:
-        """Samples in a full 100 ms chunk."""
+        """Samples in a full chunk (100 ms unless the source takes another length)."""
         return self._chunk
 
     def __aiter__(self) -> Self:

@@ -140,6 +140,69 @@ def test_warm_up_mutes_the_first_playback_with_comfort_noise(synthesizer) -> Non
     assert erle(mic, out, 1.5, 4.5) > 20  # and then it cancels
 
 
+def test_comfort_noise_stays_at_the_noise_floor_after_the_user_spoke(synthesizer) -> None:
+    """The user speaks just before the first reply: the muted warm-up must not carry the
+    level of their speech (a voice detector would hear a voice), only the room's floor."""
+    far, echo, _, _ = scene(synthesizer, near=False)
+    control = AcousticEchoCanceller(RATE, RATE)
+    rng = np.random.default_rng(3)
+    user = speech(EspeakVoice.get(), "what is the weather like today").astype(np.float64)
+    before = np.concatenate([np.zeros(RATE // 2), user, np.zeros(RATE // 2)])
+    before = np.clip(np.rint(before + rng.normal(0, 30, before.size)), -32768, 32767)
+    before = before.astype(np.int16)
+    quiet = []
+    for i in range(0, before.size - CHUNK + 1, CHUNK):
+        out = control.process(before[i : i + CHUNK])
+        if i >= before.size - RATE // 2:
+            quiet.append(out)  # the output's floor after the user stopped
+    mic = np.clip(np.rint(echo + rng.normal(0, 30, far.size)), -32768, 32767).astype(np.int16)
+    out = feed(control, far, mic)
+    onset = np.flatnonzero(np.abs(far) > 300)[0]
+    muted = out[onset : onset + RATE // 2]
+    assert control.silenced_samples >= RATE // 2
+    floor = power(np.concatenate(quiet))
+    assert 0.5 * floor < power(muted) < 2 * floor  # within 3 dB of the floor
+    assert power(muted) < 1e-3 * power(user)  # 30 dB under the user's speech
+
+
+def test_reference_comes_ahead_of_its_echo_when_the_latency_is_over_reported(
+        synthesizer) -> None:
+    """The devices report 60 ms but the echo comes after 55: a reference placed by the
+    reported latency would come after its echo, which AEC3 cannot model (about 24 dB of
+    ERLE instead of 55 here); the reference is placed ahead of it instead."""
+    far, _, _, _ = scene(synthesizer, near=False)
+    echo = np.convolve(far.astype(np.float64), echo_path(55))[: far.size]
+    mic = np.clip(np.rint(echo + np.random.default_rng(5).normal(0, 30, far.size)),
+                  -32768, 32767).astype(np.int16)
+    control = AcousticEchoCanceller(RATE, RATE, device_latency_ms=60, warmup_ms=0)
+    # chunk k plays exactly when the microphone timeline reaches its end
+    out = feed(control, far, mic, queued_ms=lambda k: 20.0 * (k + 1) - 100.0 * (k // 5))
+    assert control.stats()["offset_ms"] == pytest.approx(0, abs=1)
+    assert erle(mic, out, 2.0, 4.5) > 35 and erle(mic, out, 5.0, 7.5) > 35
+
+
+def test_a_realignment_moves_the_queued_reference_too(synthesizer) -> None:
+    """A late measurement (the speaker restarted after an underrun later than the model
+    assumed) moves the reference later: what was queued moves with it, with no hole of
+    silence while the speaker plays on."""
+    far, _, _, _ = scene(synthesizer, near=False)
+    control = AcousticEchoCanceller(RATE, RATE, align_window_ms=500)
+    for k in range(10):  # 200 ms queued at once, measured as playing right away
+        control.on_playback(far[k * TICK : (k + 1) * TICK], queued_ms=20.0 * (k + 1))
+    control.process(np.zeros(CHUNK, np.int16))  # 100 ms of it played (the model says)
+    # the next chunk ends 60 ms later than the model has it: 100 + 180 = 220 + 60
+    control.on_playback(far[10 * TICK : 11 * TICK], queued_ms=180.0)
+    assert control.realignments == 1 and control.stats()["offset_ms"] == pytest.approx(60)
+    ref = np.zeros(ms(180), np.int16)
+    control._ring.read(ref)
+    # the last 60 ms read (too early) come again, then the rest follows without a gap
+    assert np.array_equal(ref, far[ms(40) : ms(220)])
+
+
+def ms(x: float) -> int:
+    return int(x * RATE / 1000)
+
+
 def test_reference_follows_the_speaker_through_an_underrun(synthesizer) -> None:
     """Playback paused for 120 ms at 3 s (the buffer ran dry): everything after it plays
     later, which the reported queue shows; the canceller moves its reference along."""

@@ -21,7 +21,7 @@ from livetalk.audio.devices import (
     _import_sounddevice,
     list_devices,
 )
-from livetalk.errors import AudioDeviceError, MissingExtraError
+from livetalk.errors import AudioDeviceError, ConfigError, MissingExtraError
 from tests.fake_sounddevice import FakeDeviceTable, FakePortAudioError, mic_and_speakers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,6 +233,23 @@ async def test_microphone_resampling_adds_no_block_of_delay() -> None:
     assert drops.size == 3
     assert all(2400 * (k + 1) <= d <= 2400 * (k + 1) + 16 for k, d in enumerate(drops))
     await mic.aclose()
+
+
+async def test_microphone_block_length_sets_device_blocks_and_chunks() -> None:
+    sd = FakeSoundDevice(rates={48000})
+    mic = MicrophoneSource(sd=sd, block_ms=20)
+    assert mic.chunk_samples == 480 and mic.block_ms == 20
+    await mic._start()
+    stream = sd.streams[0]
+    assert stream.kwargs["blocksize"] == 960
+    for k in range(3):
+        stream.feed(np.full(960, 100 * (k + 1), dtype=np.int16))
+        chunk = await asyncio.wait_for(anext(mic), 5)
+        assert chunk.size == 480 and abs(int(chunk[400]) - 100 * (k + 1)) <= 2
+    await mic.aclose()
+    for bad in (0, -20, 25, 20.0, True):
+        with pytest.raises(ConfigError, match="block_ms"):
+            MicrophoneSource(sd=sd, block_ms=bad)  # type: ignore[arg-type]
 
 
 async def test_microphone_close_wakes_a_waiting_reader() -> None:
