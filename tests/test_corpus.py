@@ -5,10 +5,10 @@ server side of a recording; the assertions are what a user of livetalk should se
 usage, typed errors). The second half plays the recordings' client side to the local server
 and compares its answers with the recorded ones.
 
-Where today's code is known to differ from the real API (issue 11), the test expects the
-real behaviour and is marked ``xfail(strict=True)`` with the item number; flip it when the
-fix lands. Scenarios that are composed (recorded frames plus documented events, because no
-capture of them exists) say so in their docstring; see docs/fidelity.md.
+Each divergence issue 11 found has a test here that expects the real behaviour (it failed
+before the fix, and passes now; docs/fidelity.md lists them). Scenarios that are composed
+(recorded frames plus documented events, because no capture of them exists) say so in their
+docstring.
 """
 
 from __future__ import annotations
