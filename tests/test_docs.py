@@ -231,7 +231,9 @@ async def test_the_code_blocks_run(page: Path, make_server, tmp_path: Path) -> N
     if tests:
         tests[-1]["pytest_run"] = True
     work = _scratch(tmp_path)
-    async with make_server(port=0, phrases=_phrases(), transcriber=None) as server:
+    # pocketsphinx told the phrases, as `livetalk script --local` hears: exact words to check
+    async with make_server(port=0, phrases=_phrases(), transcriber=None,
+                           asr="pocketsphinx") as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY,
                "PYTHONPATH": str(ROOT),
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
