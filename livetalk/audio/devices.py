@@ -29,13 +29,20 @@ import numpy as np
 
 from livetalk._extras import missing_extra
 from livetalk.audio.format import API_RATE, CHUNK_MS, PCM, Chunker, ms_to_samples, samples_to_ms
-from livetalk.audio.playout import PlayoutBuffer
+from livetalk.audio.playout import PlayoutBuffer, PlayoutStatistics
 from livetalk.audio.resample import Resampler
 from livetalk.audio.sinks import AudioSink
 from livetalk.audio.sources import AudioSource
 from livetalk.errors import AudioDeviceError
 
-__all__ = ["DeviceInfo", "MicrophoneSource", "SpeakerSink", "list_devices"]
+__all__ = [
+    "DeviceInfo",
+    "MicrophoneSource",
+    "MicrophoneStatistics",
+    "SpeakerSink",
+    "SpeakerStatistics",
+    "list_devices",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +92,37 @@ class DeviceInfo:
     default_samplerate: float
     is_default_input: bool
     is_default_output: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MicrophoneStatistics:
+    """What a :class:`MicrophoneSource` has lost and holds, at one moment.
+
+    Attributes:
+        overflows: times audio was lost (PortAudio input overflows plus blocks dropped
+            because the consumer fell behind).
+        dropped_ms: audio dropped because the consumer fell behind.
+        queued_blocks: device blocks waiting for the consumer.
+        device_rate: the rate the device runs at, in Hz.
+    """
+
+    overflows: int
+    dropped_ms: float
+    queued_blocks: int
+    device_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerStatistics:
+    """What a :class:`SpeakerSink` has played, at one moment.
+
+    Attributes:
+        playout: its playout buffer's figures (at the device rate).
+        underflows: PortAudio output underflows reported to the callback.
+    """
+
+    playout: PlayoutStatistics
+    underflows: int
 
 
 def list_devices(*, sd: Any = None) -> list[DeviceInfo]:
@@ -213,14 +251,14 @@ class MicrophoneSource(AudioSource):
         """The input latency PortAudio reports (None until the stream is open)."""
         return _latency_ms(self._stream)
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for monitoring."""
-        return {
-            "overflows": self.overflows,
-            "dropped_ms": samples_to_ms(self.dropped_samples, self.device_rate),
-            "queued_blocks": len(self._blocks),
-            "device_rate": self.device_rate,
-        }
+    def statistics(self) -> MicrophoneStatistics:
+        """The loss counters and the queue now."""
+        return MicrophoneStatistics(
+            overflows=self.overflows,
+            dropped_ms=samples_to_ms(self.dropped_samples, self.device_rate),
+            queued_blocks=len(self._blocks),
+            device_rate=self.device_rate,
+        )
 
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -348,9 +386,9 @@ class SpeakerSink(AudioSink):
         """The output latency PortAudio reports (None until the stream is open)."""
         return _latency_ms(self._stream)
 
-    def stats(self) -> dict[str, Any]:
-        """The playout buffer's counters plus PortAudio's underflows."""
-        return {**self.buffer.stats(), "underflows": self.underflows}
+    def statistics(self) -> SpeakerStatistics:
+        """The playout buffer's figures plus PortAudio's underflows, now."""
+        return SpeakerStatistics(self.buffer.statistics(), self.underflows)
 
     async def close(self, *, drain: bool = True) -> None:
         """Stop the stream, by default after playing what is buffered.

@@ -38,12 +38,21 @@ from typing import Any
 
 import numpy as np
 
-from livetalk.audio.format import API_RATE, PCM, check_pcm, check_rate, ms_to_samples, rms_dbfs
+from livetalk.audio.format import (
+    API_RATE,
+    PCM,
+    check_pcm,
+    check_rate,
+    ms_to_samples,
+    rms_dbfs,
+    samples_to_ms,
+)
 from livetalk.errors import ConfigError
 
 __all__ = [
     "EchoControl",
     "EchoMode",
+    "EchoStatistics",
     "EnergyGate",
     "HalfDuplex",
     "Passthrough",
@@ -67,6 +76,24 @@ class EchoMode(enum.Enum):
     """Pass the microphone only when it is louder than the playback (:class:`EnergyGate`)."""
     AEC = "aec"
     """Cancel the echo (:class:`~livetalk.audio.aec.AcousticEchoCanceller`, extra ``[aec]``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EchoStatistics:
+    """What an :class:`EchoControl` has done to the microphone, at one moment.
+
+    Attributes:
+        mode: the processor's echo mode.
+        processed_ms: microphone audio processed.
+        silenced_ms: microphone audio replaced by silence (or, for the echo canceller, by
+            comfort noise during its warm-up).
+        playing: the assistant's audio is playing locally, or queued to play.
+    """
+
+    mode: EchoMode
+    processed_ms: float
+    silenced_ms: float
+    playing: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,14 +322,14 @@ class EchoControl(ABC):
         None keeps them all.
         """
 
-    def stats(self) -> dict[str, Any]:
-        """Counters: ``mode``, ``processed_ms``, ``silenced_ms``, ``playing``."""
-        return {
-            "mode": self.mode.value,
-            "processed_ms": self.processed_samples * 1000 / self.rate,
-            "silenced_ms": self.silenced_samples * 1000 / self.rate,
-            "playing": self.playing,
-        }
+    def statistics(self) -> EchoStatistics:
+        """How much microphone audio was processed and silenced so far."""
+        return EchoStatistics(
+            mode=self.mode,
+            processed_ms=samples_to_ms(self.processed_samples, self.rate),
+            silenced_ms=samples_to_ms(self.silenced_samples, self.rate),
+            playing=self.playing,
+        )
 
 
 class Passthrough(EchoControl):

@@ -99,7 +99,7 @@ class ServerCall:
     it has the test hooks that inject faults into this call only: :meth:`send_raw`,
     :meth:`send_error`, :meth:`close_data_channel`, :meth:`fail_transcriptions`,
     :meth:`hang_up` and :meth:`kill`. With ``Faults(rtp_loss=...)`` its :attr:`loss`
-    drops and counts RTP audio packets (``call.loss.stats()``).
+    drops and counts RTP audio packets (``call.loss.statistics()``).
     """
 
     id: str
