@@ -22,7 +22,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from livetalk._text import plural
 from livetalk.audio.aec import EchoCancellerStatistics
@@ -386,7 +386,10 @@ async def talk(
     return summary
 
 
-def _open(kind: Any, device: int | str | None, sd: Any, param: str) -> Any:
+_Device = TypeVar("_Device", MicrophoneSource, SpeakerSink)
+
+
+def _open(kind: type[_Device], device: int | str | None, sd: Any, param: str) -> _Device:
     """Open a device; its errors name this function's parameter (``input_device=``)."""
     try:
         return kind(device, sd=sd)

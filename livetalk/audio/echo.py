@@ -344,7 +344,23 @@ class Passthrough(EchoControl):
         return None
 
 
-class HalfDuplex(EchoControl):
+class _TailControl(EchoControl):
+    """An echo control for which playback still counts ``tail_ms`` after it ended (the
+    room's reverberation and the device's output latency)."""
+
+    def __init__(
+        self, rate: int, playback_rate: int, *, tail_ms: float, audible_dbfs: float
+    ) -> None:
+        if tail_ms < 0:
+            raise ConfigError(f"tail_ms must be >= 0, got {tail_ms}")
+        super().__init__(
+            rate, playback_rate, audible_dbfs=audible_dbfs, keep_ms=max(1000, 2 * tail_ms)
+        )
+        self.tail = ms_to_samples(tail_ms, self.rate)
+        """The tail, in microphone samples."""
+
+
+class HalfDuplex(_TailControl):
     """Silence the microphone while the assistant plays, and for ``tail_ms`` after.
 
     Args:
@@ -368,12 +384,7 @@ class HalfDuplex(EchoControl):
         tail_ms: float = 200,
         audible_dbfs: float = -50.0,
     ) -> None:
-        if tail_ms < 0:
-            raise ConfigError(f"tail_ms must be >= 0, got {tail_ms}")
-        super().__init__(
-            rate, playback_rate, audible_dbfs=audible_dbfs, keep_ms=max(1000, 2 * tail_ms)
-        )
-        self.tail = ms_to_samples(tail_ms, self.rate)
+        super().__init__(rate, playback_rate, tail_ms=tail_ms, audible_dbfs=audible_dbfs)
 
     def _keep_mask(self, pcm: PCM, start: int) -> np.ndarray | None:
         end = start + pcm.size
@@ -387,7 +398,7 @@ class HalfDuplex(EchoControl):
         return keep
 
 
-class EnergyGate(EchoControl):
+class EnergyGate(_TailControl):
     """Pass the microphone only when it is louder than the playback by ``margin_db``.
 
     The microphone is judged in 20 ms frames. A frame passes when nothing audible played during
@@ -424,13 +435,10 @@ class EnergyGate(EchoControl):
         hold_ms: float = 150,
         audible_dbfs: float = -50.0,
     ) -> None:
-        if tail_ms < 0 or hold_ms < 0:
-            raise ConfigError(f"tail_ms and hold_ms must be >= 0, got {tail_ms} and {hold_ms}")
-        super().__init__(
-            rate, playback_rate, audible_dbfs=audible_dbfs, keep_ms=max(1000, 2 * tail_ms)
-        )
+        if hold_ms < 0:
+            raise ConfigError(f"hold_ms must be >= 0, got {hold_ms}")
+        super().__init__(rate, playback_rate, tail_ms=tail_ms, audible_dbfs=audible_dbfs)
         self.margin_db = margin_db
-        self.tail = ms_to_samples(tail_ms, self.rate)
         self.hold = ms_to_samples(hold_ms, self.rate)
         self._frame = ms_to_samples(_SEGMENT_MS, self.rate)
         self._open_until = 0

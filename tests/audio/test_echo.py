@@ -159,8 +159,15 @@ def test_half_duplex_removes_a_simulated_echo() -> None:
 
 
 def test_half_duplex_rejects_negative_tail() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="tail_ms must be >= 0, got -1"):
         HalfDuplex(tail_ms=-1)
+
+
+def test_energy_gate_rejects_negative_durations() -> None:
+    with pytest.raises(ConfigError, match="tail_ms must be >= 0, got -1"):
+        EnergyGate(tail_ms=-1)
+    with pytest.raises(ConfigError, match="hold_ms must be >= 0, got -5"):
+        EnergyGate(hold_ms=-5)
 
 
 # -- energy gate -----------------------------------------------------------------------------
