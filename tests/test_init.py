@@ -1,6 +1,7 @@
 """The public surface: every exported name resolves, the lazy table matches what type checkers
-see, every name the docs import exists, every exception lives in the one tree, and figures are
-read in one style (``statistics()`` returning a frozen dataclass)."""
+see, every name the docs import exists, every exception lives in the one tree, figures are
+read in one style (``statistics()`` returning a frozen dataclass), and the rates and the
+default model are written once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import tokenize
 import typing
 from pathlib import Path
 
@@ -188,3 +190,27 @@ def test_importing_livetalk_is_cheap_and_needs_no_portaudio() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+# where each value may be written in the code (docstrings and comments do not count)
+WRITTEN_ONCE = {
+    "24000": {"protocol/session.py",  # PCM_RATE
+              "transport/opus.py"},  # OPUS_RATES, the rates libopus decodes to
+    "48000": {"audio/format.py",  # RTC_RATE
+              "transport/opus.py", "audio/vad.py"},  # the rates libopus and webrtcvad take
+    "'gpt-realtime-2.1'": {"protocol/session.py",  # DEFAULT_MODEL
+                           "scenarios/pricing.py"},  # its price
+}
+
+
+def test_the_rates_and_the_default_model_are_written_once() -> None:
+    """Code uses PCM_RATE (API_RATE), RTC_RATE and DEFAULT_MODEL, not their values."""
+    found: dict[str, set[str]] = {value: set() for value in WRITTEN_ONCE}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        with path.open("rb") as source:
+            for token in tokenize.tokenize(source.readline):
+                text = token.string.replace("_", "") if token.type == tokenize.NUMBER else (
+                    token.string.replace('"', "'") if token.type == tokenize.STRING else "")
+                if text in found:
+                    found[text].add(str(path.relative_to(PACKAGE)))
+    assert found == WRITTEN_ONCE
