@@ -57,7 +57,6 @@ from livetalk.scenarios.runner import (
     run_scenario,
 )
 from livetalk.scenarios.schema import Scenario, scenario_phrases
-from livetalk.transport.ice import is_loopback_url
 
 __all__ = [
     "CLUSTER_ERROR_KINDS",
