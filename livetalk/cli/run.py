@@ -24,6 +24,7 @@ from livetalk.cli._output import CallPrinter, CallSummary, HumanPrinter, JsonlPr
 from livetalk.cli._runtime import Runtime
 from livetalk.cli._status import ExitStatus
 from livetalk.errors import CallClosedError, ConnectTimeout
+from livetalk.protocol.session import PCM_RATE
 
 if TYPE_CHECKING:  # imported when used, so that `livetalk --help` stays fast
     from livetalk.audio.sinks import WavSink
@@ -141,12 +142,12 @@ async def run_file(audio_file: str, options: RunOptions, printer: CallPrinter,
             require("vad", f"--vad {options.vad}")
         if options.transport in ("websocket", "auto"):
             require("websocket", f"--transport {options.transport}")
-        source = FileSource(audio_file, rate=24000)
+        source = FileSource(audio_file, rate=PCM_RATE)
         await source.check()
         check_output_path(options.events_log, "--events-log")
         if options.save_reply and options.vad != "batch":
             check_output_path(options.save_reply, "--save-reply")
-            sink = WavSink(options.save_reply, rate=24000)
+            sink = WavSink(options.save_reply, rate=PCM_RATE)
         if options.vad == "batch":
             await _run_batch(source, options, printer, summary)
         else:
@@ -202,7 +203,7 @@ async def _run_call(source: FileSource, sink: WavSink | None, options: RunOption
 
         tasks = [asyncio.ensure_future(c()) for c in (show_deltas, show_turns, count_speech)]
         try:
-            await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=24000)))
+            await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=PCM_RATE)))
             await _wait_until_answered(call, lambda: speech_started, options.timeout)
         finally:
             await call.close()

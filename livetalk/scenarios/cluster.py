@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from livetalk._extras import missing_extra
+from livetalk._net import is_loopback_url
 from livetalk.errors import ConfigError, RayUnavailable
 from livetalk.scenarios.bundle import ScenarioBundle
 from livetalk.scenarios.limits import CallLimits, LimiterStatistics, LocalLimiter
@@ -56,7 +57,6 @@ from livetalk.scenarios.runner import (
     run_scenario,
 )
 from livetalk.scenarios.schema import Scenario, scenario_phrases
-from livetalk.transport.ice import is_loopback_url
 
 __all__ = [
     "CLUSTER_ERROR_KINDS",

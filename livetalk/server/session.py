@@ -113,7 +113,6 @@ __all__ = ["AudioOutput", "ServerSession", "SAY_EXACTLY_PREFIX"]
 
 log = logging.getLogger("livetalk.server")
 
-INPUT_RATE: Final = PCM_RATE
 #: ``response.instructions`` starting with this make the server speak the rest verbatim
 #: (this is what ``Call.say()`` sends; the real model follows the same instruction).
 _SAY_RE = re.compile(re.escape(SAY_EXACTLY_PREFIX) + r"\s*(.*)\Z", re.DOTALL)
@@ -423,7 +422,7 @@ class ServerSession:
             silence = td.get("silence_duration_ms", 500)
             threshold, padding = td.get("threshold", 0.5), td.get("prefix_padding_ms", 300)
         self._detector = TurnDetector.from_threshold(
-            INPUT_RATE, threshold, prefix_padding_ms=padding, silence_duration_ms=max(silence, 200)
+            PCM_RATE, threshold, prefix_padding_ms=padding, silence_duration_ms=max(silence, 200)
         )
 
     def _codec(self, direction: str) -> EventAudioCodec:
@@ -439,7 +438,7 @@ class ServerSession:
         if self._detector is None:
             self._input.append(pcm)
             self._input_samples += pcm.size
-            while self._input_samples > _MAX_INPUT_BUFFER_S * INPUT_RATE and len(self._input) > 1:
+            while self._input_samples > _MAX_INPUT_BUFFER_S * PCM_RATE and len(self._input) > 1:
                 self._input_samples -= self._input.pop(0).size
             return
         for vad_event in self._detector.feed(pcm):
@@ -450,7 +449,7 @@ class ServerSession:
         self._check_idle_timeout()
 
     def _stream_ms(self) -> int:
-        return self._stream_samples * 1000 // INPUT_RATE
+        return self._stream_samples * 1000 // PCM_RATE
 
     def _on_speech_started(self, started: SpeechStarted) -> None:
         self._idle_from_ms = None
@@ -485,7 +484,7 @@ class ServerSession:
         item_id = _new_id("item_")
         self.emit("input_audio_buffer.timeout_triggered", audio_start_ms=start, audio_end_ms=now,
                   item_id=item_id)
-        silence = np.zeros((now - start) * INPUT_RATE // 1000, dtype=np.int16)
+        silence = np.zeros((now - start) * PCM_RATE // 1000, dtype=np.int16)
         self._commit_audio(item_id, silence, create_response=td.get("create_response", True))
 
     def _commit_audio(self, item_id: str, audio: np.ndarray, *, create_response: bool) -> None:
@@ -496,7 +495,7 @@ class ServerSession:
             "status": "completed",
             "content": [{"type": "input_audio", "transcript": None}],
         }
-        self._audio_ms[item_id] = audio.size * 1000 / INPUT_RATE
+        self._audio_ms[item_id] = audio.size * 1000 / PCM_RATE
         self._add_item(item, None)
         self.emit("conversation.item.done", item=item, previous_item_id=previous)
         transcription = self._spawn(self._transcribe(item, audio))
@@ -517,7 +516,7 @@ class ServerSession:
                                    prompt=(settings or {}).get("prompt") or None)
         pieces: list[str] = []
         try:
-            async for piece in transcript_pieces(self.transcriber, audio, INPUT_RATE, hints):
+            async for piece in transcript_pieces(self.transcriber, audio, PCM_RATE, hints):
                 if configured:
                     for word in piece.split():
                         self.emit("conversation.item.input_audio_transcription.delta",
@@ -542,7 +541,7 @@ class ServerSession:
         if configured:
             self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
                       content_index=0, transcript=text,
-                      usage={"type": "duration", "seconds": round(audio.size / INPUT_RATE, 3)})
+                      usage={"type": "duration", "seconds": round(audio.size / PCM_RATE, 3)})
 
     async def _respond_after_turn(self, transcription: asyncio.Task[None]) -> None:
         """The VAD's automatic response to a committed turn (``create_response``)."""
@@ -643,8 +642,8 @@ class ServerSession:
                                      "audio") from None
         codec = self._codec("input")
         pcm = codec.decode(raw)
-        if codec.rate != INPUT_RATE:
-            pcm = Resampler(codec.rate, INPUT_RATE).process(pcm)
+        if codec.rate != PCM_RATE:
+            pcm = Resampler(codec.rate, PCM_RATE).process(pcm)
         self.feed_audio(pcm)
 
     def _on_commit(self, event: ev.InputAudioBufferCommit) -> None:
@@ -656,7 +655,7 @@ class ServerSession:
             self._pending_item_id = None
             self._commit_audio(item_id, stopped.audio, create_response=False)
             return
-        ms = self._input_samples * 1000 / INPUT_RATE
+        ms = self._input_samples * 1000 / PCM_RATE
         if ms < _MIN_COMMIT_MS:
             raise _commit_empty(ms)
         audio = np.concatenate(self._input)

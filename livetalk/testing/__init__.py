@@ -93,13 +93,14 @@ def speech(text: str, *, silence_after_s: float = 0.0) -> Any:
     text; its pocketsphinx fallback recognises ``text`` only when it is in the phrase list
     (``livetalk_server_options`` ``{"phrases": [...]}``).
     """
+    from livetalk.audio.format import API_RATE
     from livetalk.audio.resample import resample
     from livetalk.audio.sources import ArraySource, SilenceSource, concat
 
     pcm, rate = shared_synthesizer().synthesize(text)
-    source = ArraySource(resample(pcm, rate, 24000), 24000)
+    source = ArraySource(resample(pcm, rate, API_RATE), API_RATE)
     if silence_after_s > 0:
-        return concat(source, SilenceSource(silence_after_s, rate=24000))
+        return concat(source, SilenceSource(silence_after_s, rate=API_RATE))
     return source
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from livetalk.audio.clock import MediaClock
 from livetalk.audio.format import API_RATE, FRAME_MS, PCM, Chunker, check_pcm, ms_to_samples
 from livetalk.audio.resample import Resampler
+from livetalk.audio.sources import Source
 from livetalk.errors import ConnectError, EventParseError
 from livetalk.protocol import wire
 from livetalk.protocol.conversation import Playout
@@ -208,7 +209,7 @@ class MemoryTransport:
         if self.on_sent_audio is not None:
             self.on_sent_audio(pcm)
 
-    async def play(self, source: Any) -> None:
+    async def play(self, source: Source) -> None:
         """Feed a source in 20 ms frames, paced by the media clock."""
         try:
             resampler = Resampler(source.rate, API_RATE)

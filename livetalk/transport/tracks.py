@@ -35,6 +35,7 @@ import asyncio
 import fractions
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeAlias, cast
 
@@ -60,7 +61,7 @@ from livetalk.audio.sinks import Sink
 from livetalk.audio.sources import Source
 from livetalk.errors import AudioFormatError
 
-__all__ = ["AudioConsumer", "OutboundAudioTrack", "RemoteAudioReader"]
+__all__ = ["AudioConsumer", "OutboundAudioTrack", "OutboundTrackStatistics", "RemoteAudioReader"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,34 @@ AudioConsumer: TypeAlias = Callable[[PCM], None] | Sink
 """What :class:`RemoteAudioReader` feeds: a callback taking PCM, or a sink."""
 
 
+@dataclass(frozen=True, slots=True)
+class OutboundTrackStatistics:
+    """How an :class:`OutboundAudioTrack` has paced its frames and what it queues, at one
+    moment (the attributes of the same names on the track, plus the queue's figures).
+
+    Attributes:
+        frames: frames returned by ``recv()``.
+        late_frames: frames sent more than one frame period after they were due.
+        max_lateness_ms: the worst lateness of a frame, in media milliseconds.
+        silence_frames: frames that carried no queued audio (nothing queued, or muted).
+        encoded_frames: frames run through the track's Opus encoder.
+        queued_ms: audio queued and not yet sent.
+        played_ms: queued audio sent so far.
+        dropped_ms: audio dropped because the queue was full (``max_buffer_ms``).
+        cleared_ms: audio dropped by ``clear()``.
+    """
+
+    frames: int
+    late_frames: int
+    max_lateness_ms: float
+    silence_frames: int
+    encoded_frames: int
+    queued_ms: float
+    played_ms: float
+    dropped_ms: float
+    cleared_ms: float
+
+
 class OutboundAudioTrack(MediaStreamTrack):
     """A paced 48 kHz audio track fed with PCM at any rate.
 
@@ -95,7 +124,7 @@ class OutboundAudioTrack(MediaStreamTrack):
     Args:
         clock: the media clock that paces frames; a real-time :class:`MediaClock` if None.
         max_buffer_ms: most audio queued; beyond it the oldest is dropped (counted in
-            ``stats()["dropped_ms"]``).
+            :attr:`OutboundTrackStatistics.dropped_ms`).
         on_frame_sent: called with :attr:`played_ms` after each frame that carried queued audio
             (to emit transcript deltas as the audio plays).
         preencode: True (the default) to return mono Opus ``av.Packet``s encoded here, with
@@ -248,20 +277,20 @@ class OutboundAudioTrack(MediaStreamTrack):
         """True while muted."""
         return self._muted
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for monitoring pacing and the queue."""
+    def statistics(self) -> OutboundTrackStatistics:
+        """The pacing counters and the queue's figures now."""
         buffer = self._buffer
-        return {
-            "frames": self.frames,
-            "late_frames": self.late_frames,
-            "max_lateness_ms": self.max_lateness_ms,
-            "silence_frames": self.silence_frames,
-            "encoded_frames": self.encoded_frames,
-            "queued_ms": buffer.buffered_ms,
-            "played_ms": self.played_ms,
-            "dropped_ms": samples_to_ms(buffer.dropped_samples, RTC_RATE),
-            "cleared_ms": samples_to_ms(buffer.cleared_samples, RTC_RATE),
-        }
+        return OutboundTrackStatistics(
+            frames=self.frames,
+            late_frames=self.late_frames,
+            max_lateness_ms=self.max_lateness_ms,
+            silence_frames=self.silence_frames,
+            encoded_frames=self.encoded_frames,
+            queued_ms=buffer.buffered_ms,
+            played_ms=self.played_ms,
+            dropped_ms=samples_to_ms(buffer.dropped_samples, RTC_RATE),
+            cleared_ms=samples_to_ms(buffer.cleared_samples, RTC_RATE),
+        )
 
     # -- output side (aiortc) --------------------------------------------------------------
 

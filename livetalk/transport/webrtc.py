@@ -20,7 +20,10 @@ import httpx
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from livetalk._net import is_loopback_url
 from livetalk.audio.clock import MediaClock
+from livetalk.audio.format import API_RATE, FRAME_MS, RTC_RATE
+from livetalk.audio.sources import Source
 from livetalk.errors import (
     ConnectError,
     ConnectTimeout,
@@ -31,7 +34,7 @@ from livetalk.errors import (
 from livetalk.protocol import wire
 from livetalk.protocol.conversation import Playout
 from livetalk.transport.base import ClosedHandler, EventHandler
-from livetalk.transport.ice import is_loopback_url, loopback_candidates
+from livetalk.transport.ice import loopback_candidates
 from livetalk.transport.jitter import (
     AdaptiveReceiver,
     install_adaptive_playout,
@@ -97,7 +100,7 @@ class WebRTCTransport:
         ice_servers: list[RTCIceServer] | None = None,
         clock: MediaClock | None = None,
         connect_timeout: float = 15.0,
-        output_rate: int = 24000,
+        output_rate: int = API_RATE,
         media_timeout: float | None = 5.0,
         jitter_prefetch_frames: int | None = None,
         jitter_buffer: JitterBufferSettings | None = None,
@@ -154,7 +157,7 @@ class WebRTCTransport:
         if self._jitter_prefetch is not None:
             set_peer_receive_prefetch(pc, self._jitter_prefetch)
         else:
-            rate = self._output_rate if self._output_rate in OPUS_RATES else 48000
+            rate = self._output_rate if self._output_rate in OPUS_RATES else RTC_RATE
             self._receivers = install_adaptive_playout(
                 pc, settings=self._jitter_settings, clock=self.track.clock, rate=rate)
 
@@ -269,7 +272,7 @@ class WebRTCTransport:
         """Queue microphone audio on the outbound track."""
         self.track.enqueue(pcm, rate)
 
-    async def play(self, source: Any) -> None:
+    async def play(self, source: Source) -> None:
         """Feed a source to the outbound track, paced by its clock."""
         await self.track.play(source)
 
@@ -280,7 +283,7 @@ class WebRTCTransport:
     @property
     def sent_ms(self) -> float:
         """Media milliseconds sent on the outbound track (silence included)."""
-        return self.track.frames * 20.0
+        return self.track.frames * float(FRAME_MS)
 
     # ---------------------------------------------------------------- events
     def send(self, text: str) -> None:

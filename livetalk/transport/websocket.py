@@ -43,10 +43,12 @@ import httpx
 import numpy as np
 
 from livetalk._extras import require
+from livetalk._net import is_loopback_url
 from livetalk.audio.clock import Clock, MediaClock
 from livetalk.audio.codec import EventAudioCodec
 from livetalk.audio.format import API_RATE, CHUNK_MS, PCM, Chunker, check_pcm, ms_to_samples
 from livetalk.audio.resample import Resampler
+from livetalk.audio.sources import Source
 from livetalk.errors import (
     ConfigError,
     ConnectError,
@@ -59,7 +61,6 @@ from livetalk.protocol.conversation import Playout
 from livetalk.protocol.events import InputAudioBufferAppend
 from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.transport.base import AudioConsumer, ClosedHandler, EventHandler
-from livetalk.transport.ice import is_loopback_url
 from livetalk.transport.signaling import USER_AGENT, _status_error
 
 if TYPE_CHECKING:
@@ -433,7 +434,7 @@ class WebSocketTransport:
             wire_pcm = self._to_wire.process(pcm) if self._in_codec.rate != API_RATE else pcm
             self._push(_Outgoing(encode_append(wire_pcm, self._in_codec), pcm))
 
-    async def play(self, source: Any) -> None:
+    async def play(self, source: Source) -> None:
         """Send every chunk of a source, 100 ms per event, paced by the media clock.
 
         Returns once the source is exhausted and its audio has left (or the socket ended).

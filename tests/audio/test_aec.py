@@ -153,7 +153,7 @@ def test_reference_follows_the_speaker_through_an_underrun(synthesizer) -> None:
     out = feed(control, far, mic,
                queued_ms=lambda k: 20.0 + (120.0 if k * TICK >= at else 0.0))
     assert control.realignments >= 1
-    assert control.stats()["offset_ms"] >= 100
+    assert control.statistics().offset_ms >= 100
     assert erle(mic, out, 4.5, 7.0) > 20
 
 
@@ -180,7 +180,7 @@ def test_chunks_of_any_size_keep_their_length() -> None:
     sizes = [160, 333, 1600, 7, 1000]
     outs = [control.process(np.full(n, 1000, np.int16)) for n in sizes]
     assert [o.size for o in outs] == sizes
-    assert control.stats()["processed_ms"] == pytest.approx(sum(sizes) / 16)
+    assert control.statistics().processed_ms == pytest.approx(sum(sizes) / 16)
 
 
 def test_bad_rates_shapes_and_options_are_typed_errors() -> None:

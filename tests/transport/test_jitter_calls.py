@@ -144,7 +144,7 @@ async def test_concealment_keeps_transcripts_right_and_the_reply_without_holes(
             server_stats = [p.statistics() for p in adaptive_receivers(server_call.pc)]
             impaired = server_call.impaired
             assert impaired is not None
-            path = impaired.stats()
+            path = impaired.statistics()
     user = [t.text for t in turns if t.role == "user"]
     assert user == list(DEMO_PHRASES)  # every word right despite the impairment
     assert all(t.status == "completed" for t in turns)
@@ -162,8 +162,8 @@ async def test_concealment_keeps_transcripts_right_and_the_reply_without_holes(
     allowed = 2 + (client.underruns + client.dropped // 10 if client is not None else 0)
     assert changes <= allowed, (said_spans, heard_spans)
     # the path really was impaired both ways, and both buffers concealed what it lost
-    assert path["received"]["dropped"] > 5 and path["sent"]["dropped"] > 5
-    assert path["received"]["overtaken"] > 0 and path["sent"]["overtaken"] > 0
+    assert path.received.dropped > 5 and path.sent.dropped > 5
+    assert path.received.overtaken > 0 and path.sent.overtaken > 0
     assert client is not None and client.lost > 0 and client.concealed_ms > 0
     assert len(server_stats) == 1 and server_stats[0].lost > 0
     validator.assert_valid()

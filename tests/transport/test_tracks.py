@@ -77,7 +77,7 @@ async def test_packets_are_20ms_mono_opus_with_incrementing_pts() -> None:
     decoded = decode(packets)
     assert decoded.shape == (4 * 960, 2)
     assert (decoded[:, 0] == decoded[:, 1]).all()  # decoders put mono on both channels
-    assert track.stats()["frames"] == 4
+    assert track.statistics().frames == 4
 
 
 async def test_frames_without_preencoding_are_20ms_stereo_s16() -> None:
@@ -138,7 +138,7 @@ async def test_silence_is_a_cached_packet_with_no_encoding() -> None:
     after = [bytes(p) for p in sent[2 + TAIL_FRAMES :]]
     assert after == [bytes(idle[0])] * (8 - TAIL_FRAMES)
     assert [p.pts for p in sent] == [960 * k for k in range(5, 15)]
-    assert track.stats()["encoded_frames"] == 2 + TAIL_FRAMES
+    assert track.statistics().encoded_frames == 2 + TAIL_FRAMES
 
 
 async def test_queued_audio_is_resampled(preencode: bool) -> None:
@@ -196,7 +196,7 @@ async def test_overflow_drops_oldest_and_counts() -> None:
     track = OutboundAudioTrack(ManualClock(autoadvance=True), max_buffer_ms=100)
     track.enqueue(np.full(4800, 1, dtype=np.int16), 48000)
     track.enqueue(np.full(960, 2, dtype=np.int16), 48000)
-    assert track.stats()["dropped_ms"] == 20.0
+    assert track.statistics().dropped_ms == 20.0
     assert track.queued_ms == 100.0
 
 # -- OutboundAudioTrack: pacing -----------------------------------------------------------------
@@ -286,7 +286,7 @@ async def test_clear_drops_queue_with_short_fade(preencode: bool) -> None:
     fade = await pull_pcm(track, 1)
     assert fade[0] > 9900 and 0 < fade[239] < 100 and not fade[240:].any()
     assert fade[0] >= fade[100] >= fade[200]
-    assert track.stats()["cleared_ms"] == pytest.approx(dropped)
+    assert track.statistics().cleared_ms == pytest.approx(dropped)
     await pull(track, 10)
     assert track.encoded_frames == (3 + TAIL_FRAMES if preencode else 0)
 
