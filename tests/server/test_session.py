@@ -515,7 +515,7 @@ async def test_clear_after_generation_clears_and_truncates_to_what_played(
     assert part["transcript"] is None  # no unheard text stays in the context
     h.send("conversation.item.truncate", item_id=item_id, content_index=0,
            audio_end_ms=2 * WORD_MS + 5, event_id="evt_over")
-    assert h.one("error")["error"]["param"] == "audio_end_ms"  # only what played is left
+    assert "already shorter than" in h.one("error")["error"]["message"]  # only what played is left
     h.send("output_audio_buffer.clear")  # nothing plays any more: no second cleared
     assert len(h.of("output_audio_buffer.cleared")) == 1
 
@@ -669,7 +669,7 @@ async def test_item_create_retrieve_delete_and_previous_ids(make: MakeHarness) -
     assert h.one("conversation.item.deleted")["item_id"] == "item_sys"
     h.send("conversation.item.retrieve", item_id="item_sys", event_id="evt_gone")
     error = h.one("error")["error"]
-    assert (error["code"], error["event_id"]) == ("item_not_found", "evt_gone")
+    assert (error["code"], error["event_id"]) == ("item_retrieve_invalid_item_id", "evt_gone")
     h.send("conversation.item.create", item={"id": first, "type": "message", "role": "user",
                                              "content": []}, event_id="evt_dup")
     assert h.of("error")[-1]["error"]["event_id"] == "evt_dup"
@@ -683,7 +683,9 @@ async def test_truncate_an_assistant_reply(make: MakeHarness) -> None:
     item_id = h.one("response.done")["response"]["output"][0]["id"]
     h.send("conversation.item.truncate", item_id=item_id, content_index=0,
            audio_end_ms=3 * WORD_MS + 1, event_id="evt_long")
-    assert h.one("error")["error"]["param"] == "audio_end_ms"
+    error = h.one("error")["error"]
+    assert (error["code"], error["event_id"]) == (None, "evt_long")
+    assert error["message"] == f"Audio content of {3 * WORD_MS}ms is already shorter than {3 * WORD_MS + 1}ms"
     h.send("conversation.item.truncate", item_id=item_id, content_index=0,
            audio_end_ms=2 * WORD_MS)
     assert h.one("conversation.item.truncated")["audio_end_ms"] == 2 * WORD_MS
