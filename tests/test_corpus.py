@@ -56,6 +56,7 @@ from tests.replay import (
     play_client,
     recording_names,
     sdp_names,
+    serve_on_loopback,
     server,
 )
 
@@ -139,11 +140,7 @@ class _CallsEndpoint:
     async def __aenter__(self) -> _CallsEndpoint:
         app = web.Application()
         app.router.add_post("/v1/realtime/calls", self._answer)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

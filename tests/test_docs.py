@@ -41,6 +41,7 @@ SKIP_REASONS = {
     "runs-the-suite": "runs the test suite, which runs this very check",
     "installs": "installs packages; tests/test_packaging.py installs the built wheel instead",
     "long": "takes minutes (benchmarks); their figures are in docs/performance.md",
+    "external": "needs a program livetalk does not install (a language-model server)",
     "cluster": "needs a Ray cluster; tests/scenarios/test_cluster.py runs on a throwaway one",
     "real-api": "talks to the real OpenAI API (billable, and unreachable from the test machine)",
 }
@@ -162,6 +163,10 @@ def test_directives_are_well_formed() -> None:
                 assert block.kind is not None, f"{block.where}: only run blocks are skipped"
             elif block.directive:
                 assert block.directive.split()[0] in DIRECTIVES, block.where
+            if block.kind == "sh" and skip != "installs":
+                # running it would install into the checkout's own environment
+                assert not re.search(r"\bpip install\b", block.code), (
+                    f"{block.where}: a pip install block needs `docs-test: skip installs`")
     contributing = (ROOT / "docs" / "contributing.md").read_text()
     for reason in SKIP_REASONS:
         assert f"`{reason}`" in contributing, f"docs/contributing.md must explain {reason!r}"

@@ -35,12 +35,10 @@ measurements in ``docs/researchers.md``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import queue
 import threading
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -58,6 +56,7 @@ from livetalk.scenarios.runner import (
     run_scenario,
 )
 from livetalk.scenarios.schema import Scenario, scenario_phrases
+from livetalk.transport.ice import is_loopback_url
 
 __all__ = [
     "CLUSTER_ERROR_KINDS",
@@ -134,13 +133,7 @@ def _is_loopback_target(address: str | None) -> bool:
         return True
     if address == "auto" or address.startswith("ray://"):
         return False
-    host = urllib.parse.urlsplit(f"//{address}").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_url(f"//{address}")
 
 
 def _connect(address: str | None) -> tuple[Any, bool]:
