@@ -141,7 +141,7 @@ async def run_file(audio_file: str, options: RunOptions, printer: CallPrinter,
             require("vad", f"--vad {options.vad}")
         if options.transport in ("websocket", "auto"):
             require("websocket", f"--transport {options.transport}")
-        source = FileSource(audio_file, rate=24000)
+        source = FileSource(audio_file, rate=None)  # the file's rate: resampled once, when sent
         await source.check()
         check_output_path(options.events_log, "--events-log")
         if options.save_reply and options.vad != "batch":
@@ -202,7 +202,7 @@ async def _run_call(source: FileSource, sink: WavSink | None, options: RunOption
 
         tasks = [asyncio.ensure_future(c()) for c in (show_deltas, show_turns, count_speech)]
         try:
-            await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=24000)))
+            await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=source.rate)))
             await _wait_until_answered(call, lambda: speech_started, options.timeout)
         finally:
             await call.close()
