@@ -192,27 +192,22 @@ class FileSource(AudioSource):
     on decoding. The constructor only checks that the file exists; it is opened and probed on
     the first iteration.
 
-    With ``rate=None`` the chunks keep the file's own rate: the audio is decoded and downmixed
-    but never resampled here, and whoever sends it converts it once, straight to the rate it
-    travels at (``call.stream(path)`` reads files this way: a 48 kHz file goes out over WebRTC
-    with no resampling at all). The constructor then opens the file briefly to read its rate.
-
     Args:
         path: the file.
-        rate: sample rate of the chunks in Hz; None for the file's own rate.
+        rate: sample rate of the chunks in Hz.
 
     Raises:
-        AudioFileError: the file does not exist or is not a regular file; with ``rate=None``,
-            it cannot be opened or holds no audio stream; or (when iterating) it cannot be
-            opened, holds no audio stream, or fails to decode. The message names the file.
+        AudioFileError: the file does not exist or is not a regular file; or (when iterating)
+            it cannot be opened, holds no audio stream, or fails to decode. The message names
+            the file.
     """
 
-    def __init__(self, path: str | os.PathLike[str], rate: int | None = API_RATE) -> None:
+    def __init__(self, path: str | os.PathLike[str], rate: int = API_RATE) -> None:
+        super().__init__(rate)
         self.path = Path(path)
         if not self.path.is_file():
             reason = "not a regular file" if self.path.exists() else "no such file"
             raise AudioFileError(f"cannot open audio file {str(self.path)!r}: {reason}")
-        super().__init__(self._native_rate() if rate is None else rate)
         self._container: av.container.InputContainer | None = None
         self._frames: Any = None
         self._resampler: av.AudioResampler | None = None
@@ -290,19 +285,7 @@ class FileSource(AudioSource):
             self._eof = True
             raise AudioFileError(f"cannot decode audio file {str(self.path)!r}: {exc}") from exc
 
-    def _native_rate(self) -> int:
-        """The sample rate of the file's first audio stream (opened and closed again)."""
-        container = self._open_container()
-        try:
-            rate = container.streams.audio[0].codec_context.sample_rate
-        finally:
-            container.close()
-        if not rate:
-            raise AudioFileError(f"audio file {str(self.path)!r} does not state its sample "
-                                 "rate; pass FileSource(..., rate=) to choose one")
-        return int(rate)
-
-    def _open_container(self) -> av.container.InputContainer:
+    def _open(self) -> None:
         try:
             container = av.open(os.fspath(self.path))
         except (av.FFmpegError, ValueError, OSError) as exc:
@@ -311,10 +294,6 @@ class FileSource(AudioSource):
         if not container.streams.audio:
             container.close()
             raise AudioFileError(f"no audio stream in file {str(self.path)!r}")
-        return container
-
-    def _open(self) -> None:
-        container = self._open_container()
         self._container = container
         self._frames = container.decode(container.streams.audio[0])
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self._rate)

@@ -131,6 +131,7 @@ async def run_file(audio_file: str, options: RunOptions, printer: CallPrinter,
     The closing summary is printed in every case, also when the run fails or is stopped
     (then the error propagates).
     """
+    from livetalk.audio.format import API_RATE, RTC_RATE
     from livetalk.audio.sinks import WavSink
     from livetalk.audio.sources import FileSource
 
@@ -141,7 +142,10 @@ async def run_file(audio_file: str, options: RunOptions, printer: CallPrinter,
             require("vad", f"--vad {options.vad}")
         if options.transport in ("websocket", "auto"):
             require("websocket", f"--transport {options.transport}")
-        source = FileSource(audio_file, rate=None)  # the file's rate: resampled once, when sent
+        # decoded straight to the rate it is sent at: resampled once (a 48 kHz file over
+        # WebRTC not at all); the batch path and WebSocket take the API's rate
+        over_rtc = options.transport != "websocket" and options.vad != "batch"
+        source = FileSource(audio_file, rate=RTC_RATE if over_rtc else API_RATE)
         await source.check()
         check_output_path(options.events_log, "--events-log")
         if options.save_reply and options.vad != "batch":

@@ -140,6 +140,8 @@ class MemoryTransport:
 
     kind = "memory"
     outbound_track = None
+    input_rate = API_RATE
+    """The peer hears 24 kHz PCM."""
 
     def __init__(self, peer: MemoryPeer, *, playout: Playout | None = None,
                  clock: MediaClock | None = None, call_id: str | None = "rtc_memory",

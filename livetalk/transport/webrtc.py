@@ -21,6 +21,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from livetalk.audio.clock import MediaClock
+from livetalk.audio.format import RTC_RATE
 from livetalk.errors import (
     ConnectError,
     ConnectTimeout,
@@ -73,6 +74,8 @@ class WebRTCTransport:
     kind = "webrtc"
     playout = Playout.SERVER
     carries_audio = True
+    input_rate = RTC_RATE
+    """User audio travels as 48 kHz Opus."""
 
     def __init__(
         self,

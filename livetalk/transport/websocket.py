@@ -248,6 +248,11 @@ class WebSocketTransport:
         """False for a sideband: the peer of the call holds the media."""
         return not self.sideband
 
+    @property
+    def input_rate(self) -> int:
+        """The rate of the session's input format (24 kHz PCM16, 8 kHz G.711), in Hz."""
+        return self._in_codec.rate
+
     def set_audio_formats(self, input_format: str, output_format: str) -> None:
         """Use the session's formats for appended audio and for received deltas.
 

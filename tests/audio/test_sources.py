@@ -142,37 +142,17 @@ async def test_file_source_same_rate_is_exact(tmp_path: Path) -> None:
     assert out.tolist() == pcm.tolist()
 
 
-async def test_file_source_at_its_own_rate_is_not_resampled(
+async def test_file_source_at_the_files_rate_is_not_resampled(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 48 kHz file read at 48 kHz (what ``call.stream(path)`` does over WebRTC)."""
     log = spy_on_resampling(monkeypatch)
     path = tmp_path / "native.wav"
     pcm = sine(48000, 1.05)
     write_wav(path, pcm, 48000)
-    source = FileSource(path, rate=None)
-    assert source.rate == 48000 and source.chunk_samples == 4800
-    chunks = await collect(source)
+    chunks = await collect(FileSource(path, rate=48000))
     assert [c.size for c in chunks] == [4800] * 10 + [2400]
     assert np.concatenate(chunks).tolist() == pcm.tolist()
     assert log.conversions == []
-
-
-async def test_file_source_at_its_own_rate_still_downmixes(tmp_path: Path) -> None:
-    path = tmp_path / "st44.wav"
-    inter = np.zeros(2 * 4410, dtype=np.int16)
-    inter[0::2] = 8000
-    inter[1::2] = 2000
-    write_wav(path, inter, 44100, channels=2)
-    source = FileSource(path, rate=None)
-    assert source.rate == 44100
-    out = np.concatenate(await collect(source))
-    assert out.size == 4410 and set(out.tolist()) == {5000}
-
-
-def test_file_source_at_its_own_rate_refuses_a_non_audio_file_at_once(tmp_path: Path) -> None:
-    path = tmp_path / "notes.txt"
-    path.write_text("this is not audio\n" * 20)
-    with pytest.raises(AudioFileError, match="notes.txt"):
-        FileSource(path, rate=None)
 
 
 async def test_file_source_stereo_downmix(tmp_path: Path) -> None:

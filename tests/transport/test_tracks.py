@@ -410,7 +410,7 @@ async def test_48k_audio_is_sent_untouched_and_viewed_through_one_resampler(
 async def test_a_48k_file_is_resampled_once_on_the_way_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 13's case: a 48 kHz file went 48 -> 24 -> 48 -> 24 kHz through three resamplers.
-    Now it is decoded at its own rate, sent as it is, and viewed at 24 kHz once."""
+    Now it is decoded at the track's rate, sent as it is, and viewed at 24 kHz once."""
     path = tmp_path / "question48k.wav"
     pcm = chirp(48000, 0.9)  # decoded in one step: every chunk is ready before the first frame
     with wave.open(str(path), "wb") as w:
@@ -421,7 +421,7 @@ async def test_a_48k_file_is_resampled_once_on_the_way_up(
     log = spy_on_resampling(monkeypatch)
     views: list[np.ndarray] = []
     track = OutboundAudioTrack(ManualClock(autoadvance=True), on_sent_audio=views.append)
-    source = FileSource(path, rate=None)
+    source = FileSource(path, rate=48000)  # what call.stream(path) opens over WebRTC
     await source.check()
     player = asyncio.create_task(track.play(source))
     await asyncio.sleep(0)

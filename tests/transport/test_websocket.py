@@ -292,7 +292,9 @@ async def test_g711_input_is_resampled_once_to_8k_and_viewed_once_at_24k(
         peer_factory, monkeypatch: pytest.MonkeyPatch) -> None:
     peer = await peer_factory()
     transport, _ = await _open(peer)
+    assert transport.input_rate == 24000
     transport.set_audio_formats("audio/pcmu", "audio/pcm")
+    assert transport.input_rate == 8000  # what call.stream(path) decodes files to
     log = spy_on_resampling(monkeypatch)
     sent: list[np.ndarray] = []
     transport.on_sent_audio = sent.append
