@@ -169,3 +169,15 @@ async def test_jitter_stage_measures_both_receivers_through_an_impaired_path() -
     assert lt.missing_ms_per_min == 0 and lt.concealed_ms_per_min >= 0
     assert raw.concealed_ms_per_min == 0 and raw.missing_ms_per_min >= 0
     assert lt.glitch_ms_per_min >= lt.concealed_ms_per_min
+
+
+async def test_outbound_path_bench_measures_both_paths() -> None:
+    from bench import outbound_path
+
+    result = await outbound_path.measure(seconds=0.5, runs=1)
+    assert [r["case"] for r in result["rows"]] == [
+        "48 kHz file, sent whole", "24 kHz PCM (send_audio)", "idle call (silence frames)"]
+    for row in result["rows"]:
+        assert _sane(row["old_ms_per_s"]) and _sane(row["new_ms_per_s"]) and _sane(row["ratio"])
+    assert "| 48 kHz file, sent whole |" in outbound_path.docs_section(result)
+

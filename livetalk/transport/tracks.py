@@ -455,9 +455,9 @@ class RemoteAudioReader:
     detects it on the first frame): livetalk's adaptive receive jitter buffer
     (:mod:`livetalk.transport.jitter`) decodes straight to mono at the reader's rate, so model
     audio is not resampled between the decoder and the consumers. aiortc's own decoder
-    delivers 48 kHz s16 packed stereo, downmixed and resampled here once. A consumer that raises is
-    logged and removed (counted in :attr:`consumer_errors`); the track keeps being drained
-    even with no consumer at all. Reading ends when the track ends (MediaStreamError).
+    delivers 48 kHz s16 packed stereo, downmixed and resampled here once. A consumer that
+    raises is logged and removed (counted in :attr:`consumer_errors`); the track keeps being
+    drained even with no consumer at all. Reading ends when the track ends (MediaStreamError).
 
     Use ``start()`` / ``await stop()``, or ``async with RemoteAudioReader(track) as reader:``.
 
