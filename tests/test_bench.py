@@ -188,3 +188,14 @@ def test_routing_bench_section_renders_both_runs_and_the_ratio() -> None:
     assert f"| baseline: the model answers {row} 300.0 | 350.0 | 20.0 |" in page
     assert f"| routed to the host agent {row} 330.0 | 380.0 | 20.0 |" in page
     assert "**1.1x**" in page
+
+
+async def test_outbound_path_bench_measures_both_paths() -> None:
+    from bench import outbound_path
+
+    result = await outbound_path.measure(seconds=0.5, runs=1)
+    assert [r["case"] for r in result["rows"]] == [
+        "48 kHz file, sent whole", "24 kHz PCM (send_audio)", "idle call (silence frames)"]
+    for row in result["rows"]:
+        assert _sane(row["old_ms_per_s"]) and _sane(row["new_ms_per_s"]) and _sane(row["ratio"])
+    assert "| 48 kHz file, sent whole |" in outbound_path.docs_section(result)

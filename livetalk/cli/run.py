@@ -132,6 +132,7 @@ async def run_file(audio_file: str, options: RunOptions, printer: CallPrinter,
     The closing summary is printed in every case, also when the run fails or is stopped
     (then the error propagates).
     """
+    from livetalk.audio.format import RTC_RATE
     from livetalk.audio.sinks import WavSink
     from livetalk.audio.sources import FileSource
 
@@ -142,7 +143,10 @@ async def run_file(audio_file: str, options: RunOptions, printer: CallPrinter,
             require("vad", f"--vad {options.vad}")
         if options.transport in ("websocket", "auto"):
             require("websocket", f"--transport {options.transport}")
-        source = FileSource(audio_file, rate=PCM_RATE)
+        # decoded straight to the rate it is sent at: resampled once (a 48 kHz file over
+        # WebRTC not at all); the batch path and WebSocket take the API's rate
+        over_rtc = options.transport != "websocket" and options.vad != "batch"
+        source = FileSource(audio_file, rate=RTC_RATE if over_rtc else PCM_RATE)
         await source.check()
         check_output_path(options.events_log, "--events-log")
         if options.save_reply and options.vad != "batch":
@@ -203,7 +207,7 @@ async def _run_call(source: FileSource, sink: WavSink | None, options: RunOption
 
         tasks = [asyncio.ensure_future(c()) for c in (show_deltas, show_turns, count_speech)]
         try:
-            await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=PCM_RATE)))
+            await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=source.rate)))
             await _wait_until_answered(call, lambda: speech_started, options.timeout)
         finally:
             await call.close()

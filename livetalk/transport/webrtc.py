@@ -50,19 +50,6 @@ __all__ = ["WebRTCTransport"]
 log = logging.getLogger("livetalk.webrtc")
 
 
-class _TappedTrack(OutboundAudioTrack):
-    """The outbound track, also reporting each sent frame's audio at 24 kHz."""
-
-    on_sent: Callable[[np.ndarray], None] | None = None
-
-    async def recv(self) -> Any:
-        frame = await super().recv()
-        if self.on_sent is not None:
-            pcm = self.last_pcm.astype(np.int32)  # what this frame carries, 48 kHz mono
-            self.on_sent(((pcm[0::2] + pcm[1::2]) >> 1).astype(np.int16))
-        return frame
-
-
 class WebRTCTransport:
     """Carries events over the data channel and audio over RTP.
 
@@ -89,6 +76,8 @@ class WebRTCTransport:
     kind = "webrtc"
     playout = Playout.SERVER
     carries_audio = True
+    input_rate = RTC_RATE
+    """User audio travels as 48 kHz Opus."""
 
     def __init__(
         self,
@@ -114,7 +103,7 @@ class WebRTCTransport:
         self.call_id: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel: Any = None
-        self.track = _TappedTrack(clock=clock)
+        self.track = OutboundAudioTrack(clock=clock)
         self.reader: RemoteAudioReader | None = None
         self._audio_consumers: list[Callable[[np.ndarray], None]] = []
         self._output_rate = output_rate
@@ -261,12 +250,13 @@ class WebRTCTransport:
 
     @property
     def on_sent_audio(self) -> Callable[[np.ndarray], None] | None:
-        """Called with each 20 ms of audio actually sent (24 kHz; silence included)."""
-        return self.track.on_sent
+        """Called with each 20 ms of audio actually sent (24 kHz; silence included): the
+        track's sent-audio view, resampled once from the frames as they leave."""
+        return self.track.on_sent_audio
 
     @on_sent_audio.setter
     def on_sent_audio(self, consumer: Callable[[np.ndarray], None] | None) -> None:
-        self.track.on_sent = consumer
+        self.track.on_sent_audio = consumer
 
     def send_audio(self, pcm: np.ndarray, rate: int) -> None:
         """Queue microphone audio on the outbound track."""

@@ -123,15 +123,7 @@ async def test_concealment_keeps_transcripts_right_and_the_reply_without_holes(
         async with livetalk.connect(base_url=server.base_url, api_key=KEY, session=config,
                                     event_log=validator, speed=SPEED) as call:
             server_call = server.calls[call.call_id]
-            track = server_call.track
-            recv = track.recv
-
-            async def recording_recv() -> Any:
-                frame = await recv()
-                sent.append(track.last_pcm[::2].copy())  # 48 -> 24 kHz is enough for RMS
-                return frame
-
-            track.recv = recording_recv  # type: ignore[method-assign]
+            server_call.track.on_sent_audio = sent.append  # each frame sent, at 24 kHz
             call.record_to(reply)
             await call.stream(concat(FileSource(DATA / "demo.wav"), SilenceSource(2.0)))
             turns = await call.wait_for_turns(6, timeout=60)
