@@ -43,8 +43,10 @@ bench: $(STAMP_DEV)
 	$(BIN)/python -m bench.run_all
 
 # the longer comparisons of docs/measurements.md: VAD paths, packet loss, load (~12 min),
-# scenarios at scale (docs/researchers.md, ~8 min) and the recognisers (~15 min)
+# scenarios at scale (docs/researchers.md, ~8 min), the recognisers (~15 min) and the
+# outbound audio path against the old one (docs/performance.md, ~1 min)
 bench-more: $(STAMP_DEV)
+	$(BIN)/python -m bench.outbound_path --docs
 	$(BIN)/python -m bench.vad_paths
 	$(BIN)/python -m bench.loss
 	$(BIN)/python -m bench.load_turns

@@ -32,6 +32,7 @@ import livetalk
 from bench.echo_peer import EchoPeer, EchoTrack
 from bench.raw_client import RawClient
 from bench.signals import Recording, chirp, chirp_latency, median
+from livetalk.audio.format import FRAME_MS, RTC_RATE
 from livetalk.transport.impairment import Impairment
 
 __all__ = ["CONDITIONS", "Condition", "measure", "run"]
@@ -121,7 +122,7 @@ async def measure(peer: EchoPeer, impl: str, jitter_ms: float, loss: float, *,
     else:
         client = await RawClient.connect(peer.base_url, API_KEY)
         heard = client.received
-        log = DeliveryLog(48000)
+        log = DeliveryLog(RTC_RATE)
         record = heard.add
 
         def add(pcm: Any, at: float | None = None) -> None:
@@ -133,7 +134,7 @@ async def measure(peer: EchoPeer, impl: str, jitter_ms: float, loss: float, *,
 
         async def send_chirp() -> float:
             before = len(client.track.sent)
-            client.track.enqueue(chirp(48000))
+            client.track.enqueue(chirp(RTC_RATE))
             await asyncio.sleep(_CHIRP_GAP_S)
             return client.track.sent[before][1]
 
@@ -146,7 +147,7 @@ async def measure(peer: EchoPeer, impl: str, jitter_ms: float, loss: float, *,
         await asyncio.sleep(_SETTLE_S)
         track = peer.latest.track
         assert isinstance(track, EchoTrack)
-        concealed0, dropped0 = concealed_ms(), path.received.dropped
+        concealed0, dropped0 = concealed_ms(), path.statistics().received.dropped
         log.enabled = True
         t0 = time.monotonic()
         downs = []
@@ -157,7 +158,7 @@ async def measure(peer: EchoPeer, impl: str, jitter_ms: float, loss: float, *,
             heard.stop()
             track.received.stop()
             try:
-                up = chirp_latency(track.received, chirp(48000), sent_at)
+                up = chirp_latency(track.received, chirp(RTC_RATE), sent_at)
                 echo = chirp_latency(heard, chirp(heard.rate), sent_at)
             except Exception:  # a chirp lost or too damaged to find: counted as a glitch
                 continue
@@ -165,7 +166,8 @@ async def measure(peer: EchoPeer, impl: str, jitter_ms: float, loss: float, *,
         seconds = time.monotonic() - t0
         log.enabled = False
         concealed = concealed_ms() - concealed0
-        missing = (path.received.dropped - dropped0) * 20.0 if impl == "raw" else 0.0
+        dropped = path.statistics().received.dropped - dropped0
+        missing = dropped * FRAME_MS if impl == "raw" else 0.0
     finally:
         await close()
     per_min = 60.0 / seconds

@@ -311,7 +311,7 @@ async def measure_call(base_url: str, turns: Turns, said: Sequence[str], *,
         await call.stream(LoopSource(turns.pcm, turns.rate, media_ms / 1000))
         await call.stream(SilenceSource(1.0))
         await call.wait_until_quiet(timeout=15)
-        stats = track.stats()
+        stats: dict[str, Any] = asdict(track.statistics())
         await call.close()
         await listener
     passes = int(media_ms // pass_ms) + 1

@@ -1,8 +1,9 @@
 """Route each user turn to your own Python function and have its answer spoken.
 
-The session keeps server VAD but sets ``create_response=False``: the model does not answer
-on its own. Each completed user turn (its transcript, and its audio as numpy) goes to
-``my_agent``; the call speaks the agent's answer with ``call.say()``.
+``connect(route=my_agent)`` turns the model's own answers off and sends each completed user
+turn (its transcript, and its audio as numpy) to ``my_agent``, in order; the string it returns
+is spoken in the session's voice, queued behind any reply still playing. ``call.finish()``
+ends the input and waits for the last answer before closing: nothing is lost.
 
     python examples/route_turns.py [AUDIO_FILE]
 """
@@ -12,49 +13,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-import numpy as np
 from _local import DEMO_WAV, endpoint
 
 import livetalk
-from livetalk import FileSource, ServerVAD, SessionConfig, SilenceSource, Transcription
-from livetalk.audio.sources import concat
+from livetalk import FileSource, ServerVAD, SessionConfig, Turn
+from livetalk.audio.format import API_RATE
 
 
-def my_agent(text: str, audio: np.ndarray | None) -> str:
-    """Your agent: any Python code. Here, a toy that answers from a table."""
-    seconds = 0.0 if audio is None else audio.size / 24000
+async def my_agent(turn: Turn) -> str | None:
+    """Your agent: any Python code (an LLM call, a planner, a database). Here, a toy."""
+    await asyncio.sleep(0.5)  # the time a real agent takes to think
+    text = turn.text.lower()
+    if not text:
+        return None  # nothing understood: stay silent
     if "weather" in text:
         return "It is sunny in the local server's world."
     if "goodbye" in text:
         return "Goodbye, and thanks for calling."
+    seconds = 0.0 if turn.audio is None else turn.audio.size / API_RATE
     return f"I heard {len(text.split())} words in {seconds:.1f} seconds of speech."
 
 
 async def main(path: str) -> None:
-    config = SessionConfig(
-        transcription=Transcription(),
-        turn_detection=ServerVAD(create_response=False, interrupt_response=False),
-    )
+    # a recording does not wait for the answers: let each answer play out instead of being
+    # cut off by the next question (a live user who speaks over an answer interrupts it)
+    config = SessionConfig(turn_detection=ServerVAD(interrupt_response=False))
     async with endpoint() as (base_url, api_key), livetalk.connect(
-        base_url=base_url, api_key=api_key, session=config
+        base_url=base_url, api_key=api_key, session=config, route=my_agent
     ) as call:
-
-        async def route() -> None:
-            async for turn in call.turns():
-                if turn.role == "user" and turn.text:
-                    answer = my_agent(turn.text, turn.audio)
-                    print(f"user: {turn.text}\n  -> agent: {answer}")
-                    await call.wait_until_quiet(timeout=30)
-                    call.say(answer)
-                elif turn.role == "assistant":
-                    print(f"  spoken: {turn.text}")
-
-        router = asyncio.create_task(route())
-        await call.stream(concat(FileSource(path), SilenceSource(1.5)))
-        await asyncio.sleep(1.0)
-        await call.wait_until_quiet(timeout=30)
-        await call.close()
-        await router
+        await call.stream(FileSource(path))
+        await call.finish()  # trailing silence, every answer spoken, then close
+    for turn in call.turns_so_far:
+        print(f"{turn.role}: {turn.text}  [{turn.status.value}]")
 
 
 if __name__ == "__main__":

@@ -615,12 +615,14 @@ class Call(AsyncClosing):
         """Send every chunk of an audio source, paced in real time (or at the clock's speed).
 
         ``source`` is any :class:`~livetalk.audio.sources.Source`, or the path of an audio
-        file (read with ``FileSource``). Returns when the source is exhausted and its audio
+        file (decoded with ``FileSource`` straight to the rate the transport sends, its
+        ``input_rate``: resampled once, or not at all when the file already has that rate,
+        e.g. a 48 kHz file over WebRTC). Returns when the source is exhausted and its audio
         has been sent. Cancelling stops the stream and drops what is queued. To end a call
         cleanly after the input ends, use :meth:`finish`.
         """
         if isinstance(source, str | os.PathLike):
-            source = FileSource(source)
+            source = FileSource(source, rate=self._transport.input_rate)
         try:
             await self._transport.play(source)
         except asyncio.CancelledError:

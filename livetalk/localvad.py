@@ -30,6 +30,7 @@ import numpy as np
 
 from livetalk.audio.format import API_RATE, PCM, ms_to_samples
 from livetalk.audio.resample import Resampler
+from livetalk.audio.sources import Source
 from livetalk.audio.vad import SpeechStarted, SpeechStopped, TurnDetector
 from livetalk.errors import ConfigError, SignalingError
 from livetalk.protocol.conversation import Role, Turn, TurnStatus
@@ -44,7 +45,6 @@ from livetalk.transport.signaling import (
 __all__ = ["COMMIT_DELAY_MS", "CommitTurn", "LocalTurnDetection", "LocalVAD", "batch_turns",
            "wav_bytes"]
 
-RATE: Final = API_RATE
 COMMIT_DELAY_MS: Final = 250
 """Media sent after a locally detected turn ends before it is committed (WebRTC only)."""
 
@@ -90,7 +90,7 @@ class LocalVAD:
         if self.ignore_first_ms < 0:
             raise ConfigError(f"LocalVAD.ignore_first_ms must be >= 0, got {self.ignore_first_ms}")
 
-    def detector(self, rate: int = RATE) -> TurnDetector:
+    def detector(self, rate: int = API_RATE) -> TurnDetector:
         """A fresh detector for a stream at ``rate``."""
         return TurnDetector(
             rate, aggressiveness=self.aggressiveness, prefix_padding_ms=self.prefix_padding_ms,
@@ -118,8 +118,8 @@ class LocalTurnDetection:
 
     def __init__(self, settings: LocalVAD, *, commit_delay_ms: float = 0) -> None:
         self.settings = settings
-        self._detector = settings.detector(RATE)
-        self._delay = ms_to_samples(commit_delay_ms, RATE)
+        self._detector = settings.detector(API_RATE)
+        self._delay = ms_to_samples(commit_delay_ms, API_RATE)
         self._start_ms: float | None = None
         self._waiting: CommitTurn | None = None
         self._countdown = 0
@@ -190,7 +190,7 @@ async def transcribe(
 
 
 async def batch_turns(
-    source: Any,
+    source: Source,
     *,
     base_url: str | None = None,
     api_key: str | None = None,
@@ -203,8 +203,8 @@ async def batch_turns(
     """Detect turns in an audio source locally and transcribe each with the batch endpoint.
 
     Args:
-        source: an async iterator of int16 mono chunks with a ``rate`` attribute
-            (``FileSource``, ``ArraySource``, ``MicrophoneSource``...).
+        source: the audio (a :class:`~livetalk.audio.sources.Source`: ``FileSource``,
+            ``ArraySource``, ``MicrophoneSource``...), read to its end.
         base_url, api_key: as for :func:`livetalk.connect`.
         model: the transcription model.
         language: ISO-639-1 hint.
@@ -219,8 +219,8 @@ async def batch_turns(
     url = resolve_base_url(base_url)
     key = resolve_api_key(api_key)
     settings = vad or LocalVAD()
-    detector = settings.detector(RATE)
-    resampler = Resampler(int(source.rate), RATE)
+    detector = settings.detector(API_RATE)
+    resampler = Resampler(int(source.rate), API_RATE)
     owned = http_client is None
     client = http_client or httpx.AsyncClient()
     count = 0
@@ -229,11 +229,11 @@ async def batch_turns(
         nonlocal count
         count += 1
         started = time.monotonic()
-        text = await transcribe(client, base_url=url, api_key=key, pcm=stop.audio, rate=RATE,
+        text = await transcribe(client, base_url=url, api_key=key, pcm=stop.audio, rate=API_RATE,
                                 model=model, language=language, prompt=prompt)
         return Turn(role=Role.USER, item_id=f"batch_{count}", text=text,
                     status=TurnStatus.COMPLETED, started_at=started,
-                    completed_at=time.monotonic(), audio_ms=stop.audio.size * 1000 / RATE,
+                    completed_at=time.monotonic(), audio_ms=stop.audio.size * 1000 / API_RATE,
                     audio=stop.audio)
 
     try:

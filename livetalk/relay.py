@@ -32,8 +32,8 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -96,7 +96,7 @@ class RelayReply:
         return json.dumps(self.body, separators=(",", ":")).encode()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RelayStatistics:
     """Counters of a :class:`TokenRelay` since it was created (read them any time).
 
@@ -189,9 +189,12 @@ class TokenRelay:
         return f"<TokenRelay {state} minted={self._stats.minted}>"
 
     def statistics(self) -> RelayStatistics:
-        """A snapshot of the counters (minted, refused, disabled, failed)."""
-        s = self._stats
-        return RelayStatistics(s.minted, s.refused, s.disabled, s.failed)
+        """The counters now (minted, refused, disabled, failed)."""
+        return self._stats
+
+    def _count(self, outcome: Literal["minted", "refused", "disabled", "failed"]) -> None:
+        """Add one to the counter named ``outcome``."""
+        self._stats = replace(self._stats, **{outcome: getattr(self._stats, outcome) + 1})
 
     async def _session_for(self, info: RequestInfo) -> dict[str, Any]:
         source = self._session
@@ -219,7 +222,7 @@ class TokenRelay:
             upstream refused or could not be reached. Errors use the OpenAI JSON envelope.
         """
         if not self.enabled:
-            self._stats.disabled += 1
+            self._count("disabled")
             return _envelope(404, "Not found.", code="not_found",
                              error_type="invalid_request_error")
         if info.method != "POST":
@@ -229,7 +232,7 @@ class TokenRelay:
         try:
             allowed = True if self._allow is None else bool(await _resolve(self._allow(info)))
             if not allowed:
-                self._stats.refused += 1
+                self._count("refused")
                 log.info("relay: usage limit refused %s", info)
                 return _envelope(429, "Usage limit reached; try again later.",
                                  code="usage_limit_exceeded", error_type="rate_limit_error")
@@ -237,7 +240,7 @@ class TokenRelay:
             safety = (await _resolve(self._safety_identifier(info))
                       if self._safety_identifier is not None else None)
         except Exception as exc:  # a host callback failed: report it, never crash the server
-            self._stats.failed += 1
+            self._count("failed")
             log.error("relay: a callback failed for %s: %s", info, type(exc).__name__)
             return _envelope(500, "The relay failed to prepare the session.",
                              code="relay_error", error_type="server_error")
@@ -248,7 +251,7 @@ class TokenRelay:
                 safety_identifier=safety,
             )
         except SignalingError as exc:
-            self._stats.failed += 1
+            self._count("failed")
             status = getattr(exc, "status", None)
             code = getattr(exc, "code", None)
             # the upstream message can quote part of the key: log status and code only
@@ -258,7 +261,7 @@ class TokenRelay:
             return _envelope(502, f"The Realtime API did not mint a client secret{where}.",
                              code="upstream_error", error_type="api_error")
         model = secret.session.get("model") or session.get("model")
-        self._stats.minted += 1
+        self._count("minted")
         log.info("relay: minted a client secret for %s, model=%s, expires_at=%d", info, model,
                  secret.expires_at)
         body = {"value": secret.value, "expires_at": secret.expires_at, "model": model}

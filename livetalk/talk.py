@@ -22,11 +22,18 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from livetalk._text import plural
+from livetalk.audio.aec import EchoCancellerStatistics
 from livetalk.audio.devices import MicrophoneSource, SpeakerSink
-from livetalk.audio.echo import EchoControl, EchoMode, default_echo_mode, make_echo_control
+from livetalk.audio.echo import (
+    EchoControl,
+    EchoMode,
+    EchoStatistics,
+    default_echo_mode,
+    make_echo_control,
+)
 from livetalk.errors import AudioDeviceError, ConfigError
 from livetalk.protocol import events as ev
 from livetalk.protocol.conversation import Turn
@@ -351,7 +358,7 @@ async def talk(
             await asyncio.Future()  # nothing to show: wait to be cancelled with the others
         while True:
             await asyncio.sleep(0.5)
-            erle = _erle_text(control.stats().get("erle_db"))
+            erle = _erle_text(_erle_db(control.statistics()))
             display.status(f"echo -{erle}" if erle else "echo: listening")
 
     async def watch_barge_in() -> None:
@@ -383,7 +390,11 @@ async def talk(
     return summary
 
 
-def _open(kind: Any, device: int | str | None, sd: Any, param: str, **options: Any) -> Any:
+_Device = TypeVar("_Device", MicrophoneSource, SpeakerSink)
+
+
+def _open(kind: type[_Device], device: int | str | None, sd: Any, param: str,
+          **options: Any) -> _Device:
     """Open a device; its errors name this function's parameter (``input_device=``)."""
     try:
         return kind(device, sd=sd, **options)
@@ -402,18 +413,24 @@ async def _close_all(mic: MicrophoneSource, call: Any, speaker: SpeakerSink) -> 
             await speaker.close(drain=False)
 
 
+def _erle_db(echo: EchoStatistics) -> float | None:
+    """The echo canceller's ERLE in dB; None for the other echo controls."""
+    return echo.erle_db if isinstance(echo, EchoCancellerStatistics) else None
+
+
 def _summarize(call: Any, started: float, mic: MicrophoneSource, speaker: SpeakerSink,
                control: EchoControl, barge_ins: int) -> TalkSummary:
+    echo, played = control.statistics(), speaker.statistics()
     return TalkSummary(
         call_id=call.call_id,
         duration_s=time.monotonic() - started,
         turns=tuple(call.turns_so_far),
         usage=call.usage,
-        mic_overflows=mic.overflows,
-        playout_underruns=speaker.buffer.underruns,
-        device_underflows=speaker.underflows,
+        mic_overflows=mic.statistics().overflows,
+        playout_underruns=played.playout.underruns,
+        device_underflows=played.underflows,
         barge_ins=barge_ins,
-        echo=control.mode,
-        mic_silenced_ms=control.stats()["silenced_ms"],
-        echo_erle_db=control.stats().get("erle_db"),
+        echo=echo.mode,
+        mic_silenced_ms=echo.silenced_ms,
+        echo_erle_db=_erle_db(echo),
     )

@@ -85,6 +85,15 @@ class Frame:
                    other={k: v for k, v in data.items() if k not in known})
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on 127.0.0.1 at a free port; returns its runner (to clean up) and port."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 def server(event: dict[str, Any], t_ms: float | None = None) -> Frame:
     """A scripted server frame."""
     return Frame("in", t_ms, event=event)
@@ -293,11 +302,7 @@ class WebSocketReplay:
         app.router.add_get("/v1/realtime", self._socket)
         if self.calls_answer is not None:
             app.router.add_post("/v1/realtime/calls", self._calls)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -492,11 +497,7 @@ class WebRTCReplay:
         app = web.Application()
         app.router.add_post("/v1/realtime/calls", self._answer)
         app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self._hangup)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

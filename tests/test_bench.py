@@ -169,3 +169,33 @@ async def test_jitter_stage_measures_both_receivers_through_an_impaired_path() -
     assert lt.missing_ms_per_min == 0 and lt.concealed_ms_per_min >= 0
     assert raw.concealed_ms_per_min == 0 and raw.missing_ms_per_min >= 0
     assert lt.glitch_ms_per_min >= lt.concealed_ms_per_min
+
+
+def test_routing_bench_section_renders_both_runs_and_the_ratio() -> None:
+    from bench.routing import docs_section
+
+    def run(routed: bool, median: float) -> dict[str, object]:
+        return {"routed": routed, "turns": 4, "speed": 2.0, "barge_ins_planned": 1,
+                "user_turns": 4, "answers": 4, "completed": 3, "cancelled": 1, "lost": 0,
+                "turn_log_once_in_order": True,
+                "overhead_ms": {"median": median, "p90": median + 50, "n": 4},
+                "after_transcript_ms": {"median": 20.0, "p90": 30.0, "n": 4}}
+
+    page = docs_section({"baseline": run(False, 300.0), "routed": run(True, 330.0),
+                         "overhead_ratio": 1.1, "machine": {"date": "d", "cpu": "c",
+                                                            "load_avg": [1, 2, 3]}})
+    row = "| 4 | 4 | 3 | 1 | 0 | yes |"
+    assert f"| baseline: the model answers {row} 300.0 | 350.0 | 20.0 |" in page
+    assert f"| routed to the host agent {row} 330.0 | 380.0 | 20.0 |" in page
+    assert "**1.1x**" in page
+
+
+async def test_outbound_path_bench_measures_both_paths() -> None:
+    from bench import outbound_path
+
+    result = await outbound_path.measure(seconds=0.5, runs=1)
+    assert [r["case"] for r in result["rows"]] == [
+        "48 kHz file, sent whole", "24 kHz PCM (send_audio)", "idle call (silence frames)"]
+    for row in result["rows"]:
+        assert _sane(row["old_ms_per_s"]) and _sane(row["new_ms_per_s"]) and _sane(row["ratio"])
+    assert "| 48 kHz file, sent whole |" in outbound_path.docs_section(result)

@@ -5,10 +5,10 @@ server side of a recording; the assertions are what a user of livetalk should se
 usage, typed errors). The second half plays the recordings' client side to the local server
 and compares its answers with the recorded ones.
 
-Where today's code is known to differ from the real API (issue 11), the test expects the
-real behaviour and is marked ``xfail(strict=True)`` with the item number; flip it when the
-fix lands. Scenarios that are composed (recorded frames plus documented events, because no
-capture of them exists) say so in their docstring; see docs/fidelity.md.
+Each divergence issue 11 found has a test here that expects the real behaviour (it failed
+before the fix, and passes now; docs/fidelity.md lists them). Scenarios that are composed
+(recorded frames plus documented events, because no capture of them exists) say so in their
+docstring.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from tests.replay import (
     play_client,
     recording_names,
     sdp_names,
+    serve_on_loopback,
     server,
 )
 
@@ -139,11 +140,7 @@ class _CallsEndpoint:
     async def __aenter__(self) -> _CallsEndpoint:
         app = web.Application()
         app.router.add_post("/v1/realtime/calls", self._answer)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

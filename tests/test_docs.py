@@ -41,6 +41,7 @@ SKIP_REASONS = {
     "runs-the-suite": "runs the test suite, which runs this very check",
     "installs": "installs packages; tests/test_packaging.py installs the built wheel instead",
     "long": "takes minutes (benchmarks); their figures are in docs/performance.md",
+    "external": "needs a program livetalk does not install (a language-model server)",
     "cluster": "needs a Ray cluster; tests/scenarios/test_cluster.py runs on a throwaway one",
     "real-api": "talks to the real OpenAI API (billable, and unreachable from the test machine)",
 }
@@ -162,6 +163,10 @@ def test_directives_are_well_formed() -> None:
                 assert block.kind is not None, f"{block.where}: only run blocks are skipped"
             elif block.directive:
                 assert block.directive.split()[0] in DIRECTIVES, block.where
+            if block.kind == "sh" and skip != "installs":
+                # running it would install into the checkout's own environment
+                assert not re.search(r"\bpip install\b", block.code), (
+                    f"{block.where}: a pip install block needs `docs-test: skip installs`")
     contributing = (ROOT / "docs" / "contributing.md").read_text()
     for reason in SKIP_REASONS:
         assert f"`{reason}`" in contributing, f"docs/contributing.md must explain {reason!r}"
@@ -226,7 +231,9 @@ async def test_the_code_blocks_run(page: Path, make_server, tmp_path: Path) -> N
     if tests:
         tests[-1]["pytest_run"] = True
     work = _scratch(tmp_path)
-    async with make_server(port=0, phrases=_phrases(), transcriber=None) as server:
+    # pocketsphinx told the phrases, as `livetalk script --local` hears: exact words to check
+    async with make_server(port=0, phrases=_phrases(), transcriber=None,
+                           asr="pocketsphinx") as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY,
                "PYTHONPATH": str(ROOT),
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

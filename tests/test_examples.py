@@ -41,9 +41,12 @@ async def test_run_file_example(tmp_path: Path) -> None:
 
 async def test_route_turns_example_speaks_the_agents_answers() -> None:
     out = await _run("route_turns.py")
-    assert "-> agent: It is sunny in the local server's world." in out
-    assert "spoken: It is sunny in the local server's world." in out
-    assert "spoken: Goodbye, and thanks for calling." in out
+    lines = out.splitlines()
+    assistant = [line for line in lines if line.startswith("assistant: ")]
+    assert "assistant: It is sunny in the local server's world.  [completed]" in assistant
+    assert "assistant: Goodbye, and thanks for calling.  [completed]" in assistant
+    users = [line for line in lines if line.startswith("user: ")]
+    assert len(users) == 3 and len(assistant) == 3  # every question answered, none lost
 
 
 async def test_tools_example() -> None:

@@ -217,5 +217,5 @@ def test_make_demo_installs_only_what_the_demo_needs(tmp_path: Path) -> None:
     assert planned.returncode == 0, planned.stderr
     installs = [line for line in planned.stdout.splitlines() if "pip install" in line
                 and "-e " in line]
-    assert len(installs) == 1 and installs[0].endswith('-e ".[server]"'), installs
+    assert len(installs) == 1 and installs[0].endswith('-e ".[server,asr]"'), installs
     assert "[dev]" not in planned.stdout

@@ -8,7 +8,14 @@ PCM is a 1-D ``numpy.int16`` array of mono samples at a stated rate (see
 from __future__ import annotations
 
 from livetalk.audio.clock import Clock, ManualClock, MediaClock
-from livetalk.audio.devices import DeviceInfo, MicrophoneSource, SpeakerSink, list_devices
+from livetalk.audio.devices import (
+    DeviceInfo,
+    MicrophoneSource,
+    MicrophoneStatistics,
+    SpeakerSink,
+    SpeakerStatistics,
+    list_devices,
+)
 from livetalk.audio.format import (
     API_RATE,
     CHUNK_MS,
@@ -23,7 +30,7 @@ from livetalk.audio.format import (
     to_float32,
     to_int16_mono,
 )
-from livetalk.audio.playout import PlayoutBuffer
+from livetalk.audio.playout import PlayoutBuffer, PlayoutStatistics
 from livetalk.audio.resample import Resampler, resample
 from livetalk.audio.sinks import (
     AudioSink,
@@ -61,13 +68,16 @@ __all__ = [
     "ManualClock",
     "MediaClock",
     "MicrophoneSource",
+    "MicrophoneStatistics",
     "NullSink",
     "PlayoutBuffer",
+    "PlayoutStatistics",
     "Resampler",
     "SilenceSource",
     "Sink",
     "Source",
     "SpeakerSink",
+    "SpeakerStatistics",
     "TeeSink",
     "WavSink",
     "check_pcm",

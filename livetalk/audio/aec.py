@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import collections
 import math
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from livetalk.audio.echo import EchoControl, EchoMode
+from livetalk.audio.echo import EchoControl, EchoMode, EchoStatistics
 from livetalk.audio.format import API_RATE, PCM, check_pcm, ms_to_samples, samples_to_ms
 from livetalk.audio.resample import Resampler
 from livetalk.errors import AudioFormatError, ConfigError
 
-__all__ = ["AEC_MISSING", "AcousticEchoCanceller", "aec_available"]
+__all__ = ["AEC_MISSING", "AcousticEchoCanceller", "EchoCancellerStatistics", "aec_available"]
 
 AEC_MISSING = (
     "echo mode 'aec' needs the WebRTC audio processing module from the livekit package: "
@@ -66,6 +67,28 @@ _FLOOR_SMOOTH_S = 0.05
 _FLOOR_RISE_DB_PER_S = 1.0
 """How fast the noise floor may rise (it falls at once): speech between replies barely moves
 it, a room that really got noisier is followed within seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class EchoCancellerStatistics(EchoStatistics):
+    """An :class:`AcousticEchoCanceller`'s figures: those of every echo control plus its
+    meters and its alignment, at one moment.
+
+    Attributes:
+        erle_db: echo return loss enhancement (see
+            :attr:`AcousticEchoCanceller.erle_db`); None before any audible playback.
+        erl_db: echo return loss (see :attr:`AcousticEchoCanceller.erl_db`); None before
+            any audible playback.
+        device_latency_ms: the output plus input latency the reference is delayed by.
+        offset_ms: how far the reference was moved to follow the real speaker queue.
+        realignments: times that offset changed (underruns, drift).
+    """
+
+    erle_db: float | None
+    erl_db: float | None
+    device_latency_ms: float
+    offset_ms: float
+    realignments: int
 
 
 def _import_rtc() -> Any:
@@ -225,9 +248,10 @@ class AcousticEchoCanceller(EchoControl):
             ``warmup_tail_ms``): the first words of the first reply cannot leak out. AEC3
             suppresses hard at first and then relaxes, leaking residual bursts for a while
             (measured 0.9-1.4 s into the first reply); 2 s of playback covers that in every
-            simulated room (docs/audio.md). Muted frames carry comfort noise at the noise floor the output has between replies
-            (not its average, which holds the user's speech), so the far end's voice
-            detector sees neither a voice nor the floor dropping and coming back.
+            simulated room (docs/audio.md). Muted frames carry comfort noise at the noise
+            floor the output has between replies (not its average, which holds the user's
+            speech), so the far end's voice detector sees neither a voice nor the floor
+            dropping and coming back.
         warmup_tail_ms: how long the muting lasts after audible playback during warm-up.
         align_window_ms: how long each alignment measurement is remembered.
         align_step_ms: the smallest correction of the reference's position that is applied.
@@ -479,14 +503,13 @@ class AcousticEchoCanceller(EchoControl):
     def _keep_mask(self, pcm: PCM, start: int) -> np.ndarray | None:  # pragma: no cover
         return None  # process() is overridden: nothing is silenced
 
-    def stats(self) -> dict[str, Any]:
-        """Counters plus ``erle_db``, ``erl_db``, ``device_latency_ms``, ``offset_ms`` and
-        ``realignments``."""
-        return {
-            **super().stats(),
-            "erle_db": self.erle_db,
-            "erl_db": self.erl_db,
-            "device_latency_ms": self.device_latency_ms,
-            "offset_ms": samples_to_ms(self._offset or 0, self.rate),
-            "realignments": self.realignments,
-        }
+    def statistics(self) -> EchoCancellerStatistics:
+        """The counters of every echo control plus the meters and the alignment, now."""
+        return EchoCancellerStatistics(
+            **asdict(super().statistics()),
+            erle_db=self.erle_db,
+            erl_db=self.erl_db,
+            device_latency_ms=self.device_latency_ms,
+            offset_ms=samples_to_ms(self._offset or 0, self.rate),
+            realignments=self.realignments,
+        )

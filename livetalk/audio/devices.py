@@ -29,13 +29,20 @@ import numpy as np
 
 from livetalk._extras import missing_extra
 from livetalk.audio.format import API_RATE, CHUNK_MS, PCM, Chunker, ms_to_samples, samples_to_ms
-from livetalk.audio.playout import PlayoutBuffer
+from livetalk.audio.playout import PlayoutBuffer, PlayoutStatistics
 from livetalk.audio.resample import Resampler
 from livetalk.audio.sinks import AudioSink
 from livetalk.audio.sources import AudioSource
 from livetalk.errors import AudioDeviceError, ConfigError
 
-__all__ = ["DeviceInfo", "MicrophoneSource", "SpeakerSink", "list_devices"]
+__all__ = [
+    "DeviceInfo",
+    "MicrophoneSource",
+    "MicrophoneStatistics",
+    "SpeakerSink",
+    "SpeakerStatistics",
+    "list_devices",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +92,37 @@ class DeviceInfo:
     default_samplerate: float
     is_default_input: bool
     is_default_output: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MicrophoneStatistics:
+    """What a :class:`MicrophoneSource` has lost and holds, at one moment.
+
+    Attributes:
+        overflows: times audio was lost (PortAudio input overflows plus blocks dropped
+            because the consumer fell behind).
+        dropped_ms: audio dropped because the consumer fell behind.
+        queued_blocks: device blocks waiting for the consumer.
+        device_rate: the rate the device runs at, in Hz.
+    """
+
+    overflows: int
+    dropped_ms: float
+    queued_blocks: int
+    device_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerStatistics:
+    """What a :class:`SpeakerSink` has played, at one moment.
+
+    Attributes:
+        playout: its playout buffer's figures (at the device rate).
+        underflows: PortAudio output underflows reported to the callback.
+    """
+
+    playout: PlayoutStatistics
+    underflows: int
 
 
 def list_devices(*, sd: Any = None) -> list[DeviceInfo]:
@@ -154,15 +192,65 @@ def _device_name(sd: Any, device: int | str | None, kind: str) -> str:
         return ""
 
 
-def _latency_ms(stream: Any) -> float | None:
-    """The latency PortAudio reports for an open stream, in ms (None if closed or unknown)."""
-    try:
-        return float(stream.latency) * 1000 if stream is not None else None
-    except (AttributeError, TypeError, ValueError):
-        return None
+class _Device:
+    """The PortAudio side the microphone and the speaker share: the device, the rate it runs
+    at, its name, and the open stream (mixed in before the source or sink base class)."""
+
+    _kind: str
+    """``"input"`` or ``"output"``."""
+    _what: str
+    """What the device is called in errors."""
+
+    def _find_device(self, sd: Any, device: int | str | None, rate: int) -> None:
+        """Import sounddevice (unless given) and pick the device's rate and name.
+
+        Raises:
+            AudioDeviceError: PortAudio is missing, or the device supports no usable rate.
+        """
+        self._sd = sd if sd is not None else _import_sounddevice()
+        self.device = device
+        self.device_rate = _negotiate_rate(self._sd, device, rate, self._kind)
+        """The rate the device runs at (``rate`` unless it is unsupported)."""
+        self.name = _device_name(self._sd, device, self._kind)
+        """The device's name as PortAudio reports it ("" if unknown)."""
+        self._stream: Any = None
+
+    @property
+    def latency_ms(self) -> float | None:
+        """The latency PortAudio reports for the open stream (None until it is open)."""
+        try:
+            return float(self._stream.latency) * 1000 if self._stream is not None else None
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+    async def _open_stream(self, callback: Callable[..., None], **options: Any) -> None:
+        """Open and start a mono int16 stream at ``device_rate`` (in a worker thread).
+
+        Raises:
+            AudioDeviceError: PortAudio refused to open it.
+        """
+        sd = self._sd
+        kind = sd.InputStream if self._kind == "input" else sd.OutputStream
+
+        def open_stream() -> Any:
+            stream = kind(device=self.device, samplerate=self.device_rate, channels=1,
+                          dtype="int16", callback=callback, **options)
+            stream.start()
+            return stream
+
+        try:
+            self._stream = await asyncio.to_thread(open_stream)
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioDeviceError(f"cannot open the {self._what} ({exc})") from exc
+
+    async def _close_stream(self) -> None:
+        """Stop and close the stream, if open (in a worker thread)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await asyncio.to_thread(_stop_stream, stream)
 
 
-class MicrophoneSource(AudioSource):
+class MicrophoneSource(_Device, AudioSource):
     """Live audio from a sound card input, as chunks of ``block_ms`` (100 ms) at ``rate``.
 
     The stream opens on the first iteration and runs until :meth:`aclose`. If the device does
@@ -185,6 +273,9 @@ class MicrophoneSource(AudioSource):
         ConfigError: ``block_ms`` is not a positive multiple of 10.
     """
 
+    _kind = "input"
+    _what = "microphone"
+
     def __init__(
         self,
         device: int | str | None = None,
@@ -201,12 +292,7 @@ class MicrophoneSource(AudioSource):
         self.block_ms = block_ms
         """The length of each device block and chunk, in ms."""
         self._chunk = ms_to_samples(block_ms, self._rate)
-        self._sd = sd if sd is not None else _import_sounddevice()
-        self.device = device
-        self.device_rate = _negotiate_rate(self._sd, device, self._rate, "input")
-        """The rate the device runs at (``rate`` unless it is unsupported)."""
-        self.name = _device_name(self._sd, device, "input")
-        """The device's name as PortAudio reports it ("" if unknown)."""
+        self._find_device(sd, device, self._rate)
         self._resampler = Resampler(self.device_rate, self._rate)
         self._chunker = Chunker(self._chunk)
         self._primed = False  # the resampler's delay is made up for (see _resample)
@@ -215,46 +301,24 @@ class MicrophoneSource(AudioSource):
         self._ready: list[PCM] = []
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stream: Any = None
         self.overflows = 0
         """Times audio was lost: PortAudio input overflows plus blocks dropped from the queue."""
         self.dropped_samples = 0
         """Device-rate samples dropped because the consumer fell behind."""
 
-    @property
-    def latency_ms(self) -> float | None:
-        """The input latency PortAudio reports (None until the stream is open)."""
-        return _latency_ms(self._stream)
-
-    def stats(self) -> dict[str, Any]:
-        """Counters for monitoring."""
-        return {
-            "overflows": self.overflows,
-            "dropped_ms": samples_to_ms(self.dropped_samples, self.device_rate),
-            "queued_blocks": len(self._blocks),
-            "device_rate": self.device_rate,
-        }
+    def statistics(self) -> MicrophoneStatistics:
+        """The loss counters and the queue now."""
+        return MicrophoneStatistics(
+            overflows=self.overflows,
+            dropped_ms=samples_to_ms(self.dropped_samples, self.device_rate),
+            queued_blocks=len(self._blocks),
+            device_rate=self.device_rate,
+        )
 
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        sd = self._sd
-
-        def open_stream() -> Any:
-            stream = sd.InputStream(
-                device=self.device,
-                samplerate=self.device_rate,
-                channels=1,
-                dtype="int16",
-                blocksize=ms_to_samples(self.block_ms, self.device_rate),
-                callback=self._callback,
-            )
-            stream.start()
-            return stream
-
-        try:
-            self._stream = await asyncio.to_thread(open_stream)
-        except (sd.PortAudioError, ValueError) as exc:
-            raise AudioDeviceError(f"cannot open the microphone ({exc})") from exc
+        await self._open_stream(self._callback,
+                                blocksize=ms_to_samples(self.block_ms, self.device_rate))
 
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         """PortAudio thread: copy the block and hand it to the event loop."""
@@ -316,16 +380,14 @@ class MicrophoneSource(AudioSource):
         return np.concatenate((np.zeros(short, np.int16), out)) if short > 0 else out
 
     async def _close(self) -> None:
-        stream, self._stream = self._stream, None
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-        if stream is not None:
-            await asyncio.to_thread(_stop_stream, stream)
+        await self._close_stream()
         self._loop = None
         self._blocks.clear()
 
 
-class SpeakerSink(AudioSink):
+class SpeakerSink(_Device, AudioSink):
     """Plays PCM on a sound card output through a :class:`PlayoutBuffer`.
 
     The stream opens on the first write. Writes return at once while the buffer is less than
@@ -343,6 +405,9 @@ class SpeakerSink(AudioSink):
         AudioDeviceError: PortAudio is missing, or there is no usable output device.
     """
 
+    _kind = "output"
+    _what = "speaker"
+
     def __init__(
         self,
         device: int | str | None = None,
@@ -353,16 +418,10 @@ class SpeakerSink(AudioSink):
         sd: Any = None,
     ) -> None:
         super().__init__(rate)
-        self._sd = sd if sd is not None else _import_sounddevice()
-        self.device = device
-        self.device_rate = _negotiate_rate(self._sd, device, self._rate, "output")
-        """The rate the device runs at (``rate`` unless it is unsupported)."""
-        self.name = _device_name(self._sd, device, "output")
-        """The device's name as PortAudio reports it ("" if unknown)."""
+        self._find_device(sd, device, self._rate)
         self.buffer = PlayoutBuffer(self.device_rate, capacity_ms, prebuffer_ms)
         """The playout buffer the callback reads (at ``device_rate``)."""
         self._resampler = Resampler(self._rate, self.device_rate)
-        self._stream: Any = None
         self._drain = True
         self.underflows = 0
         """PortAudio output underflows reported to the callback."""
@@ -372,14 +431,9 @@ class SpeakerSink(AudioSink):
         self._resampler.flush()
         return self.buffer.clear(fade_ms)
 
-    @property
-    def latency_ms(self) -> float | None:
-        """The output latency PortAudio reports (None until the stream is open)."""
-        return _latency_ms(self._stream)
-
-    def stats(self) -> dict[str, Any]:
-        """The playout buffer's counters plus PortAudio's underflows."""
-        return {**self.buffer.stats(), "underflows": self.underflows}
+    def statistics(self) -> SpeakerStatistics:
+        """The playout buffer's figures plus PortAudio's underflows, now."""
+        return SpeakerStatistics(self.buffer.statistics(), self.underflows)
 
     async def close(self, *, drain: bool = True) -> None:
         """Stop the stream, by default after playing what is buffered.
@@ -400,23 +454,7 @@ class SpeakerSink(AudioSink):
             await asyncio.sleep((buffer.buffered_ms - high_ms) / 1000)
 
     async def _start(self) -> None:
-        sd = self._sd
-
-        def open_stream() -> Any:
-            stream = sd.OutputStream(
-                device=self.device,
-                samplerate=self.device_rate,
-                channels=1,
-                dtype="int16",
-                callback=self._callback,
-            )
-            stream.start()
-            return stream
-
-        try:
-            self._stream = await asyncio.to_thread(open_stream)
-        except (sd.PortAudioError, ValueError) as exc:
-            raise AudioDeviceError(f"cannot open the speaker ({exc})") from exc
+        await self._open_stream(self._callback)
 
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         """PortAudio thread: fill the device buffer from the playout buffer."""
@@ -425,8 +463,8 @@ class SpeakerSink(AudioSink):
         self.buffer.read_into(outdata[:, 0])
 
     async def _close(self) -> None:
-        stream, buffer = self._stream, self.buffer
-        if stream is None:
+        buffer = self.buffer
+        if self._stream is None:
             return
         tail = self._resampler.flush()
         if self._drain:
@@ -435,8 +473,7 @@ class SpeakerSink(AudioSink):
             deadline = asyncio.get_running_loop().time() + 2 * buffer.buffered_ms / 1000 + 0.5
             while buffer.buffered and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(max(buffer.buffered_ms / 1000, 0.01))
-        self._stream = None
-        await asyncio.to_thread(_stop_stream, stream)
+        await self._close_stream()
 
 
 def _stop_stream(stream: Any) -> None:

@@ -38,12 +38,21 @@ from typing import Any
 
 import numpy as np
 
-from livetalk.audio.format import API_RATE, PCM, check_pcm, check_rate, ms_to_samples, rms_dbfs
+from livetalk.audio.format import (
+    API_RATE,
+    PCM,
+    check_pcm,
+    check_rate,
+    ms_to_samples,
+    rms_dbfs,
+    samples_to_ms,
+)
 from livetalk.errors import ConfigError
 
 __all__ = [
     "EchoControl",
     "EchoMode",
+    "EchoStatistics",
     "EnergyGate",
     "HalfDuplex",
     "Passthrough",
@@ -67,6 +76,24 @@ class EchoMode(enum.Enum):
     """Pass the microphone only when it is louder than the playback (:class:`EnergyGate`)."""
     AEC = "aec"
     """Cancel the echo (:class:`~livetalk.audio.aec.AcousticEchoCanceller`, extra ``[aec]``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EchoStatistics:
+    """What an :class:`EchoControl` has done to the microphone, at one moment.
+
+    Attributes:
+        mode: the processor's echo mode.
+        processed_ms: microphone audio processed.
+        silenced_ms: microphone audio replaced by silence (or, for the echo canceller, by
+            comfort noise during its warm-up).
+        playing: the assistant's audio is playing locally, or queued to play.
+    """
+
+    mode: EchoMode
+    processed_ms: float
+    silenced_ms: float
+    playing: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,14 +322,14 @@ class EchoControl(ABC):
         None keeps them all.
         """
 
-    def stats(self) -> dict[str, Any]:
-        """Counters: ``mode``, ``processed_ms``, ``silenced_ms``, ``playing``."""
-        return {
-            "mode": self.mode.value,
-            "processed_ms": self.processed_samples * 1000 / self.rate,
-            "silenced_ms": self.silenced_samples * 1000 / self.rate,
-            "playing": self.playing,
-        }
+    def statistics(self) -> EchoStatistics:
+        """How much microphone audio was processed and silenced so far."""
+        return EchoStatistics(
+            mode=self.mode,
+            processed_ms=samples_to_ms(self.processed_samples, self.rate),
+            silenced_ms=samples_to_ms(self.silenced_samples, self.rate),
+            playing=self.playing,
+        )
 
 
 class Passthrough(EchoControl):
@@ -317,7 +344,23 @@ class Passthrough(EchoControl):
         return None
 
 
-class HalfDuplex(EchoControl):
+class _TailControl(EchoControl):
+    """An echo control for which playback still counts ``tail_ms`` after it ended (the
+    room's reverberation and the device's output latency)."""
+
+    def __init__(
+        self, rate: int, playback_rate: int, *, tail_ms: float, audible_dbfs: float
+    ) -> None:
+        if tail_ms < 0:
+            raise ConfigError(f"tail_ms must be >= 0, got {tail_ms}")
+        super().__init__(
+            rate, playback_rate, audible_dbfs=audible_dbfs, keep_ms=max(1000, 2 * tail_ms)
+        )
+        self.tail = ms_to_samples(tail_ms, self.rate)
+        """The tail, in microphone samples."""
+
+
+class HalfDuplex(_TailControl):
     """Silence the microphone while the assistant plays, and for ``tail_ms`` after.
 
     Args:
@@ -341,12 +384,7 @@ class HalfDuplex(EchoControl):
         tail_ms: float = 200,
         audible_dbfs: float = -50.0,
     ) -> None:
-        if tail_ms < 0:
-            raise ConfigError(f"tail_ms must be >= 0, got {tail_ms}")
-        super().__init__(
-            rate, playback_rate, audible_dbfs=audible_dbfs, keep_ms=max(1000, 2 * tail_ms)
-        )
-        self.tail = ms_to_samples(tail_ms, self.rate)
+        super().__init__(rate, playback_rate, tail_ms=tail_ms, audible_dbfs=audible_dbfs)
 
     def _keep_mask(self, pcm: PCM, start: int) -> np.ndarray | None:
         end = start + pcm.size
@@ -360,7 +398,7 @@ class HalfDuplex(EchoControl):
         return keep
 
 
-class EnergyGate(EchoControl):
+class EnergyGate(_TailControl):
     """Pass the microphone only when it is louder than the playback by ``margin_db``.
 
     The microphone is judged in 20 ms frames. A frame passes when nothing audible played during
@@ -397,13 +435,10 @@ class EnergyGate(EchoControl):
         hold_ms: float = 150,
         audible_dbfs: float = -50.0,
     ) -> None:
-        if tail_ms < 0 or hold_ms < 0:
-            raise ConfigError(f"tail_ms and hold_ms must be >= 0, got {tail_ms} and {hold_ms}")
-        super().__init__(
-            rate, playback_rate, audible_dbfs=audible_dbfs, keep_ms=max(1000, 2 * tail_ms)
-        )
+        if hold_ms < 0:
+            raise ConfigError(f"hold_ms must be >= 0, got {hold_ms}")
+        super().__init__(rate, playback_rate, tail_ms=tail_ms, audible_dbfs=audible_dbfs)
         self.margin_db = margin_db
-        self.tail = ms_to_samples(tail_ms, self.rate)
         self.hold = ms_to_samples(hold_ms, self.rate)
         self._frame = ms_to_samples(_SEGMENT_MS, self.rate)
         self._open_until = 0

@@ -44,7 +44,8 @@ PCM: TypeAlias = npt.NDArray[np.int16]
 """A 1-D array of mono int16 samples."""
 
 API_RATE = PCM_RATE
-"""Sample rate of the Realtime API's PCM audio, in Hz."""
+"""Sample rate of the Realtime API's PCM audio, in Hz: the protocol's
+:data:`~livetalk.protocol.session.PCM_RATE` itself, under the name the audio code uses."""
 RTC_RATE = 48000
 """Sample rate of WebRTC Opus media, in Hz."""
 FRAME_MS = 20

@@ -18,7 +18,7 @@ grows with use, up to ``capacity_ms``.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +26,36 @@ import numpy.typing as npt
 from livetalk.audio.format import PCM, check_pcm, check_rate, ms_to_samples, samples_to_ms
 from livetalk.errors import AudioFormatError
 
-__all__ = ["PlayoutBuffer"]
+__all__ = ["PlayoutBuffer", "PlayoutStatistics"]
 
 _INITIAL_SAMPLES = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutStatistics:
+    """What a :class:`PlayoutBuffer` holds and has done, at one moment.
+
+    Attributes:
+        buffered_ms: audio waiting to be read.
+        capacity_ms: the most audio the buffer holds.
+        playing: the prebuffer was reached and the buffer has not run dry since.
+        overruns: writes that overflowed the capacity and dropped old samples.
+        dropped_samples: samples dropped by overruns.
+        underruns: times the buffer ran dry while playing.
+        cleared_samples: samples dropped by :meth:`PlayoutBuffer.clear`.
+        written_samples: samples ever written.
+        played_samples: buffered samples ever read (zeros filled in are not counted).
+    """
+
+    buffered_ms: float
+    capacity_ms: float
+    playing: bool
+    overruns: int
+    dropped_samples: int
+    underruns: int
+    cleared_samples: int
+    written_samples: int
+    played_samples: int
 
 
 class PlayoutBuffer:
@@ -208,20 +235,20 @@ class PlayoutBuffer:
             self.cleared_samples += dropped
             return samples_to_ms(dropped, self.rate)
 
-    def stats(self) -> dict[str, Any]:
-        """Counters and levels, for monitoring."""
+    def statistics(self) -> PlayoutStatistics:
+        """The levels and counters now, taken together under the lock."""
         with self._lock:
-            return {
-                "buffered_ms": samples_to_ms(self._size, self.rate),
-                "capacity_ms": samples_to_ms(self._capacity, self.rate),
-                "playing": self._playing,
-                "overruns": self.overruns,
-                "dropped_samples": self.dropped_samples,
-                "underruns": self.underruns,
-                "cleared_samples": self.cleared_samples,
-                "written_samples": self.written_samples,
-                "played_samples": self.played_samples,
-            }
+            return PlayoutStatistics(
+                buffered_ms=samples_to_ms(self._size, self.rate),
+                capacity_ms=samples_to_ms(self._capacity, self.rate),
+                playing=self._playing,
+                overruns=self.overruns,
+                dropped_samples=self.dropped_samples,
+                underruns=self.underruns,
+                cleared_samples=self.cleared_samples,
+                written_samples=self.written_samples,
+                played_samples=self.played_samples,
+            )
 
     def _drop_oldest(self, count: int) -> None:
         if count <= 0:

@@ -24,6 +24,7 @@ from livetalk.cli._output import CallPrinter, CallSummary, HumanPrinter, JsonlPr
 from livetalk.cli._runtime import Runtime
 from livetalk.cli._status import ExitStatus
 from livetalk.errors import CallClosedError, ConnectTimeout
+from livetalk.protocol.session import PCM_RATE
 
 if TYPE_CHECKING:  # imported when used, so that `livetalk --help` stays fast
     from livetalk.audio.sinks import WavSink
@@ -131,6 +132,7 @@ async def run_file(audio_file: str, options: RunOptions, printer: CallPrinter,
     The closing summary is printed in every case, also when the run fails or is stopped
     (then the error propagates).
     """
+    from livetalk.audio.format import RTC_RATE
     from livetalk.audio.sinks import WavSink
     from livetalk.audio.sources import FileSource
 
@@ -141,12 +143,15 @@ async def run_file(audio_file: str, options: RunOptions, printer: CallPrinter,
             require("vad", f"--vad {options.vad}")
         if options.transport in ("websocket", "auto"):
             require("websocket", f"--transport {options.transport}")
-        source = FileSource(audio_file, rate=24000)
+        # decoded straight to the rate it is sent at: resampled once (a 48 kHz file over
+        # WebRTC not at all); the batch path and WebSocket take the API's rate
+        over_rtc = options.transport != "websocket" and options.vad != "batch"
+        source = FileSource(audio_file, rate=RTC_RATE if over_rtc else PCM_RATE)
         await source.check()
         check_output_path(options.events_log, "--events-log")
         if options.save_reply and options.vad != "batch":
             check_output_path(options.save_reply, "--save-reply")
-            sink = WavSink(options.save_reply, rate=24000)
+            sink = WavSink(options.save_reply, rate=PCM_RATE)
         if options.vad == "batch":
             await _run_batch(source, options, printer, summary)
         else:
@@ -202,7 +207,7 @@ async def _run_call(source: FileSource, sink: WavSink | None, options: RunOption
 
         tasks = [asyncio.ensure_future(c()) for c in (show_deltas, show_turns, count_speech)]
         try:
-            await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=24000)))
+            await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=source.rate)))
             await _wait_until_answered(call, lambda: speech_started, options.timeout)
         finally:
             await call.close()

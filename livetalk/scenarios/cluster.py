@@ -35,18 +35,17 @@ measurements in ``docs/researchers.md``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import queue
 import threading
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Final
 
 from livetalk._extras import missing_extra
+from livetalk._net import is_loopback_url
 from livetalk.errors import ConfigError, RayUnavailable
 from livetalk.scenarios.bundle import ScenarioBundle
 from livetalk.scenarios.limits import CallLimits, LimiterStatistics, LocalLimiter
@@ -134,13 +133,7 @@ def _is_loopback_target(address: str | None) -> bool:
         return True
     if address == "auto" or address.startswith("ray://"):
         return False
-    host = urllib.parse.urlsplit(f"//{address}").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_url(f"//{address}")
 
 
 def _connect(address: str | None) -> tuple[Any, bool]:

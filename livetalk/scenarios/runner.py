@@ -42,11 +42,12 @@ from typing import Any, Final
 
 import numpy as np
 
+from livetalk.audio.format import API_RATE
 from livetalk.audio.sources import ArraySource, FileSource, SilenceSource, concat
 from livetalk.errors import CallClosedError, LivetalkError, RateLimitError
 from livetalk.protocol.conversation import Turn
 from livetalk.protocol.events import Usage
-from livetalk.protocol.session import DEFAULT_MODEL, PCM_RATE as _API_RATE
+from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.scenarios.limits import CallLimiter
 from livetalk.scenarios.pricing import DEFAULT_PRICES, PriceTable, estimate_cost
 from livetalk.scenarios.schema import Scenario, ScenarioTurn, TurnKind, normalize_text
@@ -352,17 +353,17 @@ async def _prepare_audio(scenario: Scenario, synthesizer: Any) -> dict[int, np.n
     out: dict[int, np.ndarray] = {}
     for turn in says:
         pcm, rate = await loop.run_in_executor(None, synthesizer.synthesize, turn.say)
-        out[turn.index] = resample(np.asarray(pcm, dtype=np.int16), rate, _API_RATE)
+        out[turn.index] = resample(np.asarray(pcm, dtype=np.int16), rate, API_RATE)
     return out
 
 
 def _source(turn: ScenarioTurn, spoken: dict[int, np.ndarray]) -> Any:
     if turn.kind is TurnKind.PAUSE:
-        return SilenceSource(turn.pause_ms / 1000, rate=_API_RATE)
+        return SilenceSource(turn.pause_ms / 1000, rate=API_RATE)
     if turn.kind is TurnKind.SAY:
-        return ArraySource(spoken[turn.index], _API_RATE)
+        return ArraySource(spoken[turn.index], API_RATE)
     assert turn.audio is not None
-    return FileSource(turn.audio, rate=_API_RATE)
+    return FileSource(turn.audio, rate=API_RATE)
 
 
 async def _drive(call: Any, scenario: Scenario, rec: _Recorder, spoken: dict[int, np.ndarray],
@@ -371,8 +372,8 @@ async def _drive(call: Any, scenario: Scenario, rec: _Recorder, spoken: dict[int
     transcribing = call.session.get("audio", {}).get("input", {}).get("transcription") is not None
     turns = scenario.turns
     noise = np.random.default_rng(0).integers(-_LEAD_IN_PEAK, _LEAD_IN_PEAK + 1,
-                                              round(_LEAD_IN_S * _API_RATE), dtype=np.int16)
-    await call.stream(ArraySource(noise, _API_RATE))
+                                              round(_LEAD_IN_S * API_RATE), dtype=np.int16)
+    await call.stream(ArraySource(noise, API_RATE))
     for pos, turn in enumerate(turns):
         if not turn.spoken:
             await call.stream(_source(turn, spoken))
@@ -389,7 +390,7 @@ async def _drive(call: Any, scenario: Scenario, rec: _Recorder, spoken: dict[int
             # reached the server, then commit and ask for the reply
             call.send({"type": "input_audio_buffer.clear"})
             await call.stream(concat(_source(turn, spoken),
-                                     SilenceSource(_MANUAL_TAIL_S, rate=_API_RATE)))
+                                     SilenceSource(_MANUAL_TAIL_S, rate=API_RATE)))
             await call.outbound_track.wait_drained()
             call.send({"type": "input_audio_buffer.commit"})
             call.create_response()

@@ -39,12 +39,14 @@ import numpy as np
 from aiohttp import BodyPartReader, WSMsgType, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from livetalk._net import is_loopback_url
 from livetalk._tasks import TaskSet
 from livetalk.audio.clock import MediaClock
 from livetalk.audio.resample import resample
 from livetalk.errors import ConfigError, LivetalkError, LocalProtocolError, SessionConfigError
 from livetalk.protocol.session import (
     DEFAULT_MODEL,
+    PCM_RATE,
     default_session,
     merge_session,
     validate_session,
@@ -59,9 +61,9 @@ from livetalk.server.asr import (
 )
 from livetalk.server.brain import Brain, make_brain
 from livetalk.server.faults import FailingTranscriber, Faults, RtpLoss, sever_peer
-from livetalk.server.session import INPUT_RATE, ServerSession
+from livetalk.server.session import ServerSession
 from livetalk.server.tts import EspeakSynthesizer, Synthesizer
-from livetalk.transport.ice import is_loopback_url, loopback_candidates
+from livetalk.transport.ice import loopback_candidates
 from livetalk.transport.impairment import ImpairedPath
 from livetalk.transport.jitter import install_server_playout
 from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
@@ -99,7 +101,7 @@ class ServerCall:
     it has the test hooks that inject faults into this call only: :meth:`send_raw`,
     :meth:`send_error`, :meth:`close_data_channel`, :meth:`fail_transcriptions`,
     :meth:`hang_up` and :meth:`kill`. With ``Faults(rtp_loss=...)`` its :attr:`loss`
-    drops and counts RTP audio packets (``call.loss.stats()``).
+    drops and counts RTP audio packets (``call.loss.statistics()``).
     """
 
     id: str
@@ -400,7 +402,7 @@ class LocalServer:
                 if not any(t.kind == "audio" for t in pc.getTransceivers()):
                     raise ValueError("the offer has no audio m-line")
                 pc.addTrack(track)
-                install_server_playout(pc, clock=track.clock, rate=24000,
+                install_server_playout(pc, clock=track.clock, rate=PCM_RATE,
                                        speed=self.realtime_factor)
                 await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError and friends on bad SDP
@@ -454,7 +456,7 @@ class LocalServer:
         @pc.on("track")
         def on_track(track: Any) -> None:
             if track.kind == "audio" and call.reader is None:
-                call.reader = RemoteAudioReader(track, rate=24000, on_audio=session.feed_audio)
+                call.reader = RemoteAudioReader(track, rate=PCM_RATE, on_audio=session.feed_audio)
                 call.reader.start()
 
         @pc.on("connectionstatechange")
@@ -654,7 +656,7 @@ class LocalServer:
             hints = TranscriptionHints(
                 language=form.get("language", b"").decode("utf-8", "replace").strip() or None,
                 prompt=form.get("prompt", b"").decode("utf-8", "replace").strip() or None)
-            pieces = [p async for p in transcript_pieces(self.transcriber, pcm, INPUT_RATE,
+            pieces = [p async for p in transcript_pieces(self.transcriber, pcm, PCM_RATE,
                                                          hints)]
             text = " ".join(pieces)
         except LivetalkError as exc:
@@ -663,7 +665,7 @@ class LocalServer:
                           error_type="server_error")
         if response_format == "text":
             return web.Response(text=text + "\n", content_type="text/plain")
-        seconds = round(pcm.size / INPUT_RATE, 3)
+        seconds = round(pcm.size / PCM_RATE, 3)
         return web.json_response({"text": text, "usage": {"type": "duration",
                                                          "seconds": seconds}})
 
@@ -702,7 +704,7 @@ def _decode_audio(data: bytes) -> np.ndarray:
             pieces.append(out.to_ndarray()[0])
     if not pieces:
         return np.zeros(0, dtype=np.int16)
-    return resample(np.concatenate(pieces).astype(np.int16), rate, INPUT_RATE)
+    return resample(np.concatenate(pieces).astype(np.int16), rate, PCM_RATE)
 
 
 _CORS_HEADERS = {

@@ -34,9 +34,17 @@ from aiortc.rtp import RtpPacket, is_rtcp
 
 from livetalk.errors import ConfigError
 from livetalk.server.asr import Transcriber, TranscriptionError
-from livetalk.transport.impairment import ImpairedPath, Impairment
+from livetalk.transport.impairment import ImpairedPath, Impairment, wrap_audio_rtp
 
-__all__ = ["DEFAULT_RTP_LOSS", "FAULTS", "FailingTranscriber", "Faults", "RtpLoss", "sever_peer"]
+__all__ = [
+    "DEFAULT_RTP_LOSS",
+    "FAULTS",
+    "FailingTranscriber",
+    "Faults",
+    "RtpLoss",
+    "RtpLossStatistics",
+    "sever_peer",
+]
 
 CallsReply = Literal["html", "garbage-sdp", "bad-answer"]
 
@@ -290,6 +298,24 @@ class FailingTranscriber:
         raise TranscriptionError("injected fault: the transcription failed")
 
 
+@dataclass(frozen=True, slots=True)
+class RtpLossStatistics:
+    """What an :class:`RtpLoss` saw and dropped so far, per direction.
+
+    Attributes:
+        received_packets: RTP audio packets that arrived (dropped ones included).
+        received_dropped: arrived RTP audio packets dropped before decoding.
+        sent_packets: RTP packets the audio sender handed to its transport (dropped ones
+            included).
+        sent_dropped: RTP packets dropped instead of sent.
+    """
+
+    received_packets: int
+    received_dropped: int
+    sent_packets: int
+    sent_dropped: int
+
+
 class RtpLoss:
     """Drops a seeded random share of one peer connection's RTP audio packets.
 
@@ -306,7 +332,7 @@ class RtpLoss:
         seed: seed of the drop patterns (the two directions draw independently).
 
     Use it through ``Faults(rtp_loss=..., rtp_loss_sent=...)``; the server installs one per
-    call and exposes it as ``server.calls[call_id].loss`` (read :meth:`stats`).
+    call and exposes it as ``server.calls[call_id].loss`` (read :meth:`statistics`).
     """
 
     def __init__(self, *, received: float = 0.0, sent: float = 0.0,
@@ -336,23 +362,13 @@ class RtpLoss:
         Call it once the transceivers have transports (after ``setLocalDescription`` on the
         answering side, after ``setRemoteDescription`` on the offering one).
         """
-        for transceiver in pc.getTransceivers():
-            if transceiver.kind != "audio":
-                continue
-            if self.received:
-                receiver = transceiver.receiver
-                receiver._handle_rtp_packet = self._wrap_receive(  # type: ignore[method-assign]
-                    receiver._handle_rtp_packet)
-            transport = transceiver.sender.transport
-            if self.sent and transport is not None:
-                transport._send_rtp = self._wrap_send(  # type: ignore[method-assign]
-                    transport._send_rtp)
+        wrap_audio_rtp(pc, receive=self._wrap_receive if self.received else None,
+                       send=self._wrap_send if self.sent else None)
 
-    def stats(self) -> dict[str, int]:
-        """Packets seen and dropped in each direction."""
-        return {"received_packets": self.received_packets,
-                "received_dropped": self.received_dropped,
-                "sent_packets": self.sent_packets, "sent_dropped": self.sent_dropped}
+    def statistics(self) -> RtpLossStatistics:
+        """Packets seen and dropped in each direction so far."""
+        return RtpLossStatistics(self.received_packets, self.received_dropped,
+                                 self.sent_packets, self.sent_dropped)
 
     def _wrap_receive(self, handle: Any) -> Any:
         async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:

@@ -113,7 +113,6 @@ __all__ = ["AudioOutput", "ServerSession", "SAY_EXACTLY_PREFIX"]
 
 log = logging.getLogger("livetalk.server")
 
-INPUT_RATE: Final = PCM_RATE
 #: ``response.instructions`` starting with this make the server speak the rest verbatim
 #: (this is what ``Call.say()`` sends; the real model follows the same instruction).
 _SAY_RE = re.compile(re.escape(SAY_EXACTLY_PREFIX) + r"\s*(.*)\Z", re.DOTALL)
@@ -423,7 +422,7 @@ class ServerSession:
             silence = td.get("silence_duration_ms", 500)
             threshold, padding = td.get("threshold", 0.5), td.get("prefix_padding_ms", 300)
         self._detector = TurnDetector.from_threshold(
-            INPUT_RATE, threshold, prefix_padding_ms=padding, silence_duration_ms=max(silence, 200)
+            PCM_RATE, threshold, prefix_padding_ms=padding, silence_duration_ms=max(silence, 200)
         )
 
     def _codec(self, direction: str) -> EventAudioCodec:
@@ -439,7 +438,7 @@ class ServerSession:
         if self._detector is None:
             self._input.append(pcm)
             self._input_samples += pcm.size
-            while self._input_samples > _MAX_INPUT_BUFFER_S * INPUT_RATE and len(self._input) > 1:
+            while self._input_samples > _MAX_INPUT_BUFFER_S * PCM_RATE and len(self._input) > 1:
                 self._input_samples -= self._input.pop(0).size
             return
         for vad_event in self._detector.feed(pcm):
@@ -450,7 +449,7 @@ class ServerSession:
         self._check_idle_timeout()
 
     def _stream_ms(self) -> int:
-        return self._stream_samples * 1000 // INPUT_RATE
+        return self._stream_samples * 1000 // PCM_RATE
 
     def _on_speech_started(self, started: SpeechStarted) -> None:
         self._idle_from_ms = None
@@ -485,7 +484,7 @@ class ServerSession:
         item_id = _new_id("item_")
         self.emit("input_audio_buffer.timeout_triggered", audio_start_ms=start, audio_end_ms=now,
                   item_id=item_id)
-        silence = np.zeros((now - start) * INPUT_RATE // 1000, dtype=np.int16)
+        silence = np.zeros((now - start) * PCM_RATE // 1000, dtype=np.int16)
         self._commit_audio(item_id, silence, create_response=td.get("create_response", True))
 
     def _commit_audio(self, item_id: str, audio: np.ndarray, *, create_response: bool) -> None:
@@ -496,7 +495,7 @@ class ServerSession:
             "status": "completed",
             "content": [{"type": "input_audio", "transcript": None}],
         }
-        self._audio_ms[item_id] = audio.size * 1000 / INPUT_RATE
+        self._audio_ms[item_id] = audio.size * 1000 / PCM_RATE
         self._add_item(item, None)
         self.emit("conversation.item.done", item=item, previous_item_id=previous)
         transcription = self._spawn(self._transcribe(item, audio))
@@ -517,7 +516,7 @@ class ServerSession:
                                    prompt=(settings or {}).get("prompt") or None)
         pieces: list[str] = []
         try:
-            async for piece in transcript_pieces(self.transcriber, audio, INPUT_RATE, hints):
+            async for piece in transcript_pieces(self.transcriber, audio, PCM_RATE, hints):
                 if configured:
                     for word in piece.split():
                         self.emit("conversation.item.input_audio_transcription.delta",
@@ -542,7 +541,7 @@ class ServerSession:
         if configured:
             self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
                       content_index=0, transcript=text,
-                      usage={"type": "duration", "seconds": round(audio.size / INPUT_RATE, 3)})
+                      usage={"type": "duration", "seconds": round(audio.size / PCM_RATE, 3)})
 
     async def _respond_after_turn(self, transcription: asyncio.Task[None]) -> None:
         """The VAD's automatic response to a committed turn (``create_response``)."""
@@ -643,8 +642,8 @@ class ServerSession:
                                      "audio") from None
         codec = self._codec("input")
         pcm = codec.decode(raw)
-        if codec.rate != INPUT_RATE:
-            pcm = Resampler(codec.rate, INPUT_RATE).process(pcm)
+        if codec.rate != PCM_RATE:
+            pcm = Resampler(codec.rate, PCM_RATE).process(pcm)
         self.feed_audio(pcm)
 
     def _on_commit(self, event: ev.InputAudioBufferCommit) -> None:
@@ -656,7 +655,7 @@ class ServerSession:
             self._pending_item_id = None
             self._commit_audio(item_id, stopped.audio, create_response=False)
             return
-        ms = self._input_samples * 1000 / INPUT_RATE
+        ms = self._input_samples * 1000 / PCM_RATE
         if ms < _MIN_COMMIT_MS:
             raise _commit_empty(ms)
         audio = np.concatenate(self._input)
@@ -704,27 +703,35 @@ class ServerSession:
         before = self._add_item(item, previous)
         self.emit("conversation.item.done", item=item, previous_item_id=before)
 
-    def _find_item(self, item_id: str) -> dict[str, Any]:
+    def _find_item(self, item_id: str, action: str) -> dict[str, Any]:
+        """The item ``item_id``, or the API's refusal for ``action`` (``retrieve``,
+        ``truncate`` or ``delete``): code ``item_<action>_invalid_item_id``, no ``param``."""
         item = self.items.get(item_id)
         if item is None:
-            raise SessionConfigError("item_not_found", f"Item with id '{item_id}' not found.",
-                                     "item_id")
+            verb = {"retrieve": "retrieving", "truncate": "truncating", "delete": "deleting"}
+            raise SessionConfigError(
+                f"item_{action}_invalid_item_id",
+                f"Error {verb[action]} item: the item with id '{item_id}' does not exist.", None)
         return item
 
     def _on_item_retrieve(self, event: ev.ConversationItemRetrieve) -> None:
-        self.emit("conversation.item.retrieved", item=self._find_item(event.item_id))
+        self.emit("conversation.item.retrieved", item=self._find_item(event.item_id, "retrieve"))
 
     def _on_item_truncate(self, event: ev.ConversationItemTruncate) -> None:
-        item = self._find_item(event.item_id)
+        item = self._find_item(event.item_id, "truncate")
         end = event.audio_end_ms
         if item.get("role") != "assistant" or item["id"] not in self._audio_ms:
-            raise SessionConfigError("invalid_value", "Only assistant messages with audio can "
-                                     "be truncated.", "item_id")
+            raise SessionConfigError("unsupported_content_type",
+                                     "Only model output audio messages can be truncated", None)
         total = self._audio_ms[item["id"]]
-        if end > total:
-            raise SessionConfigError("invalid_value", f"Audio content of {int(total)}ms is "
-                                     f"shorter than {end}ms.", "audio_end_ms")
-        self._truncate(item, float(end))
+        # The API's audio comes in whole frames, so a client that clamps to the length it
+        # received (rounded up, as the agents SDK does) is never refused there; this server's
+        # lengths have fractions of a millisecond, hence the ceil.
+        if end > math.ceil(total):
+            self.error(None, f"Audio content of {int(total)}ms is already shorter than "
+                       f"{end}ms", event_id=event.event_id)
+            return
+        self._truncate(item, min(float(end), total))
         self.emit("conversation.item.truncated", item_id=item["id"],
                   content_index=event.content_index, audio_end_ms=end)
 
@@ -737,7 +744,7 @@ class ServerSession:
                 part["transcript"] = None
 
     def _on_item_delete(self, event: ev.ConversationItemDelete) -> None:
-        item_id = self._find_item(event.item_id)["id"]
+        item_id = self._find_item(event.item_id, "delete")["id"]
         del self.items[item_id]
         self.order.remove(item_id)
         self._audio_ms.pop(item_id, None)
@@ -960,8 +967,7 @@ class ServerSession:
         loop = asyncio.get_running_loop()
         async for text in texts:  # one sentence at a time, as the brain completes it
             pcm, rate = await loop.run_in_executor(None, self.synthesizer.synthesize, text)
-            resp.audio_ms += pcm.size * 1000 / rate
-            self._audio_ms[item["id"]] = resp.audio_ms
+            spoken_ms = pcm.size * 1000 / rate
             timings = word_timings(text, pcm.size, rate)
             if self._playout is not None:  # WebRTC: the audio plays out from now on
                 resp.audio_started = True
@@ -971,19 +977,25 @@ class ServerSession:
             else:  # WebSocket: transcript and audio deltas interleaved, as generated
                 if self.audio_deltas:
                     resp.audio_started = True
-                self._emit_interleaved(resp, pcm, rate, timings)
+                sent_ms = self._emit_interleaved(resp, pcm, rate, timings)
+                if self.audio_deltas:  # the item's audio is what the client received
+                    spoken_ms = sent_ms
+            resp.audio_ms += spoken_ms
+            self._audio_ms[item["id"]] = resp.audio_ms
         if self._playout is not None:
             self._playout.generated(resp.id)
         self._close_message(resp, "completed")
 
     def _emit_interleaved(self, resp: _Response, pcm: np.ndarray, rate: int,
-                          timings: list[tuple[str, float]]) -> None:
-        """Each word's transcript delta, then the audio up to the next word's start."""
+                          timings: list[tuple[str, float]]) -> float:
+        """Each word's transcript delta, then the audio up to the next word's start; returns
+        the ms of audio sent (at the output format's rate)."""
         codec = self._codec("output")
         resampler = Resampler(rate, codec.rate)
         step = codec.rate * _WS_AUDIO_CHUNK_MS // 1000
         starts = [int(at_ms * rate / 1000) for _, at_ms in timings[1:]] + [pcm.size]
         sent = 0
+        samples_out = 0
         for (word, _), end in zip(timings, starts, strict=True):
             self._transcript_delta(resp, word)
             if not self.audio_deltas:
@@ -992,10 +1004,12 @@ class ServerSession:
             if end == pcm.size:
                 chunk = np.concatenate([chunk, resampler.flush()])
             sent = end
+            samples_out += chunk.size
             for i in range(0, chunk.size, step):
                 data = codec.encode(chunk[i:i + step])
                 self.emit("response.output_audio.delta", **self._ids(resp),
                           delta=base64.b64encode(data).decode("ascii"))
+        return samples_out * 1000 / codec.rate
 
     def _close_message(self, resp: _Response, status: str) -> None:
         """Emit the ``*.done`` events of the reply's message (also for a cut reply)."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the scenario machinery (numpy, PyAV) is imported when first used
     from livetalk.scenarios.runner import ScenarioResult
     from livetalk.scenarios.schema import Scenario
+    from livetalk.server.asr import AsrChoice
     from livetalk.testing.memory import (
         MemoryOutput as MemoryOutput,
         MemoryTransport as MemoryTransport,
@@ -71,16 +72,18 @@ def shared_synthesizer() -> Any:
 
 
 @functools.cache
-def shared_transcriber(phrases: tuple[str, ...] | None = None) -> Any:
-    """One recogniser per phrase list, kept for the test session.
+def shared_transcriber(phrases: tuple[str, ...] | None = None, *,
+                       asr: AsrChoice = "auto") -> Any:
+    """One recogniser per phrase list and choice, kept for the test session.
 
-    Whisper when the ``asr`` extra is installed (the phrases, if any, as hot words; every
-    instance shares one loaded model), else pocketsphinx, which recognises only the phrases.
+    ``asr="auto"``: Whisper when the ``asr`` extra is installed (the phrases, if any, as hot
+    words; every instance shares one loaded model), else pocketsphinx, which recognises only
+    the phrases. ``asr="pocketsphinx"`` with phrases recognises exactly those sentences.
     The ``livetalk_server`` fixture reuses it across tests that use the same phrases.
     """
     from livetalk.server.asr import make_transcriber
 
-    return make_transcriber("auto", phrases=list(phrases) if phrases is not None else None)
+    return make_transcriber(asr, phrases=list(phrases) if phrases is not None else None)
 
 
 def speech(text: str, *, silence_after_s: float = 0.0) -> Any:
@@ -90,13 +93,14 @@ def speech(text: str, *, silence_after_s: float = 0.0) -> Any:
     text; its pocketsphinx fallback recognises ``text`` only when it is in the phrase list
     (``livetalk_server_options`` ``{"phrases": [...]}``).
     """
+    from livetalk.audio.format import API_RATE
     from livetalk.audio.resample import resample
     from livetalk.audio.sources import ArraySource, SilenceSource, concat
 
     pcm, rate = shared_synthesizer().synthesize(text)
-    source = ArraySource(resample(pcm, rate, 24000), 24000)
+    source = ArraySource(resample(pcm, rate, API_RATE), API_RATE)
     if silence_after_s > 0:
-        return concat(source, SilenceSource(silence_after_s, rate=24000))
+        return concat(source, SilenceSource(silence_after_s, rate=API_RATE))
     return source
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from livetalk.audio.clock import MediaClock
 from livetalk.audio.format import API_RATE, FRAME_MS, PCM, Chunker, check_pcm, ms_to_samples
 from livetalk.audio.resample import Resampler
+from livetalk.audio.sources import Source
 from livetalk.errors import ConnectError, EventParseError
 from livetalk.protocol import wire
 from livetalk.protocol.conversation import Playout
@@ -44,6 +45,14 @@ from livetalk.transport.base import AudioConsumer, ClosedHandler, EventHandler
 __all__ = ["MemoryOutput", "MemoryPeer", "MemoryTransport", "memory_session"]
 
 _FRAME = ms_to_samples(FRAME_MS, API_RATE)
+
+
+def _to_api_rate(resamplers: dict[int, Resampler], pcm: np.ndarray, rate: int) -> PCM:
+    """``pcm`` at 24 kHz, through the stateful resampler kept for ``rate`` (none at 24 kHz)."""
+    resampler = resamplers.get(rate)
+    if resampler is None:
+        resampler = resamplers[rate] = Resampler(rate, API_RATE)
+    return resampler.process(check_pcm(pcm))
 
 
 class MemoryPeer(Protocol):
@@ -67,12 +76,13 @@ class MemoryOutput:
         self.clock = clock or MediaClock()
         self.on_play: Callable[[PCM], None] | None = None
         self._queue: list[PCM] = []
+        self._resamplers: dict[int, Resampler] = {}  # one continuous stream per input rate
         self._queued = 0
         self._played = 0
         self._task: asyncio.Task[None] | None = None
 
     def enqueue(self, pcm: np.ndarray, rate: int) -> None:
-        audio = Resampler(rate, API_RATE).process(check_pcm(pcm)) if rate != API_RATE else pcm
+        audio = _to_api_rate(self._resamplers, pcm, rate)
         self._queue.append(audio)
         self._queued += audio.size
         if self._task is None or self._task.done():
@@ -131,6 +141,8 @@ class MemoryTransport:
 
     kind = "memory"
     outbound_track = None
+    input_rate = API_RATE
+    """The peer hears 24 kHz PCM."""
 
     def __init__(self, peer: MemoryPeer, *, playout: Playout | None = None,
                  clock: MediaClock | None = None, call_id: str | None = "rtc_memory",
@@ -149,6 +161,7 @@ class MemoryTransport:
         self._on_event: EventHandler | None = None
         self._on_closed: ClosedHandler | None = None
         self._sent_samples = 0
+        self._resamplers: dict[int, Resampler] = {}  # for send_audio, one per input rate
         self._open = False
         self._closed = False
         if isinstance(output, MemoryOutput):
@@ -194,9 +207,8 @@ class MemoryTransport:
         self.peer.handle_client_event(text)
 
     def send_audio(self, pcm: np.ndarray, rate: int) -> None:
-        """Feed user audio to the peer at once."""
-        audio = Resampler(rate, API_RATE).process(check_pcm(pcm)) if rate != API_RATE else pcm
-        self._feed(audio)
+        """Feed user audio to the peer at once (successive calls at one rate are one stream)."""
+        self._feed(_to_api_rate(self._resamplers, pcm, rate))
 
     def _feed(self, pcm: PCM) -> None:
         if not self.carries_audio:
@@ -208,7 +220,7 @@ class MemoryTransport:
         if self.on_sent_audio is not None:
             self.on_sent_audio(pcm)
 
-    async def play(self, source: Any) -> None:
+    async def play(self, source: Source) -> None:
         """Feed a source in 20 ms frames, paced by the media clock."""
         try:
             resampler = Resampler(source.rate, API_RATE)
@@ -221,6 +233,8 @@ class MemoryTransport:
                     if self._closed:
                         return
                     self._feed(frame)
+            for frame in chunker.push(resampler.flush()):  # the filter's last samples
+                self._feed(frame)
             tail = chunker.flush()
             if tail.size:
                 self._feed(tail)

@@ -9,7 +9,9 @@ Fixtures:
 
 * ``livetalk_server_options`` - keyword arguments of ``livetalk.server.serve`` (override it
   in your ``conftest.py`` or test module; ``phrases`` biases the recogniser: Whisper's hot
-  words, or the only sentences the pocketsphinx fallback knows; ``realtime_factor`` speeds
+  words, or the only sentences the pocketsphinx fallback knows; ``asr`` picks the
+  recogniser (``"pocketsphinx"`` with ``phrases`` recognises exactly the listed sentences,
+  the most repeatable choice for scripted tests); ``realtime_factor`` speeds
   up the media clock, ``brain`` chooses the replies).
 * ``livetalk_server`` - a running ``LocalServer`` on 127.0.0.1 with a free port, stopped
   after the test.
@@ -57,12 +59,14 @@ async def livetalk_server(livetalk_server_options: dict[str, Any]) -> AsyncItera
     options = dict(livetalk_server_options)
     options.setdefault("port", 0)
     phrases = options.pop("phrases", None)
+    asr = options.pop("asr", "auto")
     if "transcriber" not in options:
         if isinstance(phrases, str):
             from livetalk.server.asr import load_phrases
 
             phrases = load_phrases(phrases)
-        options["transcriber"] = shared_transcriber(tuple(phrases) if phrases else None)
+        options["transcriber"] = shared_transcriber(tuple(phrases) if phrases else None,
+                                                    asr=asr)
     options.setdefault("synthesizer", shared_synthesizer())
     async with serve(**options) as server:
         yield server

@@ -63,6 +63,13 @@ class Transport(Protocol):
     def outbound_track(self) -> OutboundAudioTrack | None:
         """The outbound audio track (WebRTC), else None."""
 
+    @property
+    def input_rate(self) -> int:
+        """The rate user audio travels at, in Hz: audio at this rate is sent as it is, any
+        other rate is resampled once, straight to it (48 kHz over WebRTC; the rate of the
+        session's input format over WebSocket, 24 kHz PCM16 or 8 kHz G.711; 24 kHz in
+        memory). ``Call.stream(path)`` decodes files at this rate."""
+
     #: Called with the user audio actually sent, in order, int16 mono 24 kHz (on WebRTC every
     #: 20 ms frame, silence included, so stream time matches the server's). The call sets it to
     #: keep user-turn audio and to run local VAD.

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import ipaddress
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import aioice.ice
 
-__all__ = ["is_loopback_url", "loopback_candidates"]
+__all__ = ["loopback_candidates"]
 
 _LOOPBACK_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "livetalk_loopback_only", default=False
@@ -45,14 +43,3 @@ def loopback_candidates(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _LOOPBACK_ONLY.reset(token)
-
-
-def is_loopback_url(url: str) -> bool:
-    """True when the URL's host is a loopback address or ``localhost``."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

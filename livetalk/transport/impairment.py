@@ -21,7 +21,7 @@ Example, impairing what a livetalk call receives from the local server::
 
     impaired = Impairment(jitter_ms=20, loss=0.02, seed=1).install(call_pc)
     ...
-    impaired.stats()   # packets seen, dropped, delayed, reordered, per direction
+    impaired.statistics()   # packets seen, dropped, reordered, overtaken, per direction
 
 The local server applies one to every call with ``Faults(impairment=...)``
 (``livetalk serve --fault rtp-jitter=20``), and ``bench/jitter.py`` uses it for the
@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -41,7 +41,13 @@ from aiortc.rtp import RtpPacket, is_rtcp
 
 from livetalk.errors import ConfigError
 
-__all__ = ["ImpairedPath", "Impairment", "PathStats"]
+__all__ = [
+    "ImpairedPath",
+    "Impairment",
+    "ImpairmentStatistics",
+    "PathStatistics",
+    "wrap_audio_rtp",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,35 +104,83 @@ class Impairment:
         call).
 
         Returns:
-            The installed path, whose :meth:`ImpairedPath.stats` count what it did.
+            The installed path, whose :meth:`ImpairedPath.statistics` count what it did.
         """
         path = ImpairedPath(self)
-        for transceiver in pc.getTransceivers():
-            if transceiver.kind != "audio":
-                continue
-            if receive:
-                receiver = transceiver.receiver
-                receiver._handle_rtp_packet = path.wrap_receive(  # type: ignore[method-assign]
-                    receiver._handle_rtp_packet)
-            transport = transceiver.sender.transport
-            if send and transport is not None:
-                transport._send_rtp = path.wrap_send(  # type: ignore[method-assign]
-                    transport._send_rtp)
+        wrap_audio_rtp(pc, receive=path.wrap_receive if receive else None,
+                       send=path.wrap_send if send else None)
         return path
 
 
-@dataclass
-class PathStats:
-    """What one direction of an :class:`ImpairedPath` did."""
+def wrap_audio_rtp(pc: RTCPeerConnection, *, receive: Callable[[Any], Any] | None = None,
+                   send: Callable[[Any], Any] | None = None) -> None:
+    """Wrap the RTP audio paths of one peer connection (nothing global is patched).
+
+    ``receive`` wraps each audio ``RTCRtpReceiver._handle_rtp_packet`` (after decryption,
+    before the jitter buffer); ``send`` wraps each audio sender's
+    ``RTCDtlsTransport._send_rtp`` (before encryption; RTCP goes through it too). Each
+    takes the bound method and returns its replacement. Call it once the transceivers have
+    transports (after ``setLocalDescription`` when answering, after
+    ``setRemoteDescription`` when offering).
+
+    Args:
+        pc: the peer connection.
+        receive: the wrapper of the receive path, or None to leave it.
+        send: the wrapper of the send path, or None to leave it.
+    """
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "audio":
+            continue
+        if receive is not None:
+            receiver = transceiver.receiver
+            receiver._handle_rtp_packet = receive(  # type: ignore[method-assign]
+                receiver._handle_rtp_packet)
+        transport = transceiver.sender.transport
+        if send is not None and transport is not None:
+            transport._send_rtp = send(transport._send_rtp)  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True, slots=True)
+class PathStatistics:
+    """What one direction of an :class:`ImpairedPath` did.
+
+    Attributes:
+        packets: RTP audio packets that entered the path.
+        dropped: packets dropped (``loss``).
+        reordered: packets held back by ``reorder_ms`` (``reorder``).
+        overtaken: packets delivered after a packet that entered the path after them.
+    """
 
     packets: int = 0
-    """RTP audio packets that entered the path."""
     dropped: int = 0
-    """Packets dropped (``loss``)."""
     reordered: int = 0
-    """Packets held back by ``reorder_ms`` (``reorder``)."""
     overtaken: int = 0
-    """Packets delivered after a packet that entered the path after them."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImpairmentStatistics:
+    """What an :class:`ImpairedPath` did so far, per direction.
+
+    Attributes:
+        received: to the packets the peer received.
+        sent: to the packets the peer sent.
+    """
+
+    received: PathStatistics
+    sent: PathStatistics
+
+
+@dataclass(slots=True)
+class _PathCounts:
+    """The running counts of one direction (read through :class:`PathStatistics`)."""
+
+    packets: int = 0
+    dropped: int = 0
+    reordered: int = 0
+    overtaken: int = 0
+
+    def snapshot(self) -> PathStatistics:
+        return PathStatistics(self.packets, self.dropped, self.reordered, self.overtaken)
 
 
 class ImpairedPath:
@@ -134,8 +188,7 @@ class ImpairedPath:
 
     def __init__(self, impairment: Impairment) -> None:
         self.impairment = impairment
-        self.received = PathStats()
-        self.sent = PathStats()
+        self._counts = {"received": _PathCounts(), "sent": _PathCounts()}
         self._rng = {"received": random.Random(f"{impairment.seed}:received"),
                      "sent": random.Random(f"{impairment.seed}:sent")}
         self._entered = {"received": 0, "sent": 0}
@@ -143,9 +196,10 @@ class ImpairedPath:
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def stats(self) -> dict[str, dict[str, int]]:
-        """Counts per direction (``received``, ``sent``)."""
-        return {"received": asdict(self.received), "sent": asdict(self.sent)}
+    def statistics(self) -> ImpairmentStatistics:
+        """What the path did so far, per direction."""
+        counts = self._counts
+        return ImpairmentStatistics(counts["received"].snapshot(), counts["sent"].snapshot())
 
     def close(self) -> None:
         """Drop the packets still in flight."""
@@ -158,7 +212,7 @@ class ImpairedPath:
     def wrap_receive(self, handle: Callable[..., Awaitable[None]]) -> Any:
         """``RTCRtpReceiver._handle_rtp_packet``, impaired."""
         async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
-            delay = self._decide("received", self.received)
+            delay = self._decide("received")
             if delay is None:
                 return
             if delay <= 0:
@@ -176,7 +230,7 @@ class ImpairedPath:
             if is_rtcp(data):
                 await send(data)
                 return
-            delay = self._decide("sent", self.sent)
+            delay = self._decide("sent")
             if delay is None:
                 return
             if delay <= 0:
@@ -188,9 +242,9 @@ class ImpairedPath:
         return send_rtp
 
     # ---------------------------------------------------------------- internals
-    def _decide(self, direction: str, stats: PathStats) -> float | None:
+    def _decide(self, direction: str) -> float | None:
         """Drop (None) or the delay in ms for the next packet of ``direction``."""
-        imp, rng = self.impairment, self._rng[direction]
+        imp, rng, stats = self.impairment, self._rng[direction], self._counts[direction]
         stats.packets += 1
         self._entered[direction] += 1
         # every packet draws the same numbers whatever the settings: reproducible patterns
@@ -215,7 +269,7 @@ class ImpairedPath:
         self._timers.add(timer)
 
     def _deliver(self, direction: str, index: int, step: Awaitable[None]) -> None:
-        stats = self.received if direction == "received" else self.sent
+        stats = self._counts[direction]
         if index < self._delivered[direction]:
             stats.overtaken += 1
         self._delivered[direction] = max(self._delivered[direction], index)

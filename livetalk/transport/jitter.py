@@ -78,6 +78,7 @@ __all__ = [
     "LOW_LATENCY_PREFETCH",
     "QUIET_PEAK",
     "AdaptiveReceiver",
+    "ReceiveStatistics",
     "adaptive_receivers",
     "install_adaptive_playout",
     "install_server_playout",

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livetalk.audio.format import PCM
+from livetalk.audio.format import PCM, RTC_RATE
 from livetalk.errors import ConfigError, OpusError
 
 __all__ = [
@@ -111,7 +111,7 @@ def opus_decoder_available() -> bool:
     return load_libopus() is not None
 
 
-def packet_samples(packet: bytes, rate: int = 48000) -> int | None:
+def packet_samples(packet: bytes, rate: int = RTC_RATE) -> int | None:
     """How many samples per channel at ``rate`` an Opus packet holds (from its header), or
     None when libopus is not available or the packet is malformed."""
     lib = load_libopus()
@@ -134,7 +134,7 @@ class OpusDecoder:
         OpusError: libopus is not available (see :func:`opus_decoder_available`).
     """
 
-    def __init__(self, rate: int = 48000, channels: int = 1) -> None:
+    def __init__(self, rate: int = RTC_RATE, channels: int = 1) -> None:
         if rate not in OPUS_RATES:
             raise ConfigError(f"Opus decodes to {OPUS_RATES} Hz only, got {rate!r}")
         if channels not in (1, 2):

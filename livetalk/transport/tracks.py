@@ -22,11 +22,13 @@ stereo with both channels equal** for aiortc to encode: its encoder upmixes mono
 -3 dB (a measured gain of 0.68), duplicated stereo keeps the level.
 
 Either way :attr:`OutboundAudioTrack.last_pcm` holds the 48 kHz mono PCM of the frame last
-returned, so a subclass can record what was sent without decoding.
+returned, and ``on_sent_audio`` gets the same audio at the API's 24 kHz (see *One resampling
+each way* in the class docstring).
 
 Inbound, :class:`RemoteAudioReader` always drains a remote track (aiortc's receive queue is
-unbounded, so an undrained track grows memory), downmixes and resamples each frame to PCM at the
-reader's rate and hands it to its consumers: callbacks and/or sinks.
+unbounded, so an undrained track grows memory), converts each frame to mono PCM at the reader's
+rate (at most one resampling; none for the frames livetalk's receive jitter buffer decodes, which
+are already at that rate) and hands it to its consumers: callbacks and/or sinks.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import asyncio
 import fractions
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeAlias, cast
 
@@ -60,7 +63,7 @@ from livetalk.audio.sinks import Sink
 from livetalk.audio.sources import Source
 from livetalk.errors import AudioFormatError
 
-__all__ = ["AudioConsumer", "OutboundAudioTrack", "RemoteAudioReader"]
+__all__ = ["AudioConsumer", "OutboundAudioTrack", "OutboundTrackStatistics", "RemoteAudioReader"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +90,40 @@ waits once per gap: input that really stopped costs one wait, then frames go out
 _LIVE_INPUT_S = 0.5
 """Input counts as live for this long after the last :meth:`OutboundAudioTrack.enqueue`,
 unless flush_input ended it."""
+_SETTLED_FRAMES = 2
+"""Silent frames in a row, each viewed as exact zeros, after which the sent-audio view's
+filter holds only zeros (its history is far shorter than a frame)."""
 
 AudioConsumer: TypeAlias = Callable[[PCM], None] | Sink
 """What :class:`RemoteAudioReader` feeds: a callback taking PCM, or a sink."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundTrackStatistics:
+    """How an :class:`OutboundAudioTrack` has paced its frames and what it queues, at one
+    moment (the attributes of the same names on the track, plus the queue's figures).
+
+    Attributes:
+        frames: frames returned by ``recv()``.
+        late_frames: frames sent more than one frame period after they were due.
+        max_lateness_ms: the worst lateness of a frame, in media milliseconds.
+        silence_frames: frames that carried no queued audio (nothing queued, or muted).
+        encoded_frames: frames run through the track's Opus encoder.
+        queued_ms: audio queued and not yet sent.
+        played_ms: queued audio sent so far.
+        dropped_ms: audio dropped because the queue was full (``max_buffer_ms``).
+        cleared_ms: audio dropped by ``clear()``.
+    """
+
+    frames: int
+    late_frames: int
+    max_lateness_ms: float
+    silence_frames: int
+    encoded_frames: int
+    queued_ms: float
+    played_ms: float
+    dropped_ms: float
+    cleared_ms: float
 
 
 class OutboundAudioTrack(MediaStreamTrack):
@@ -97,21 +131,40 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     Feed it with :meth:`enqueue` (non-blocking) or :meth:`play` (a whole source, with
     backpressure); drop what is queued with :meth:`clear`; follow playback with
-    :attr:`played_ms` or ``on_frame_sent``. Give it to ``RTCPeerConnection.addTrack``: aiortc
-    then calls :meth:`recv` for each 20 ms frame.
+    :attr:`played_ms` or ``on_frame_sent``; record what was sent with ``on_sent_audio``. Give
+    it to ``RTCPeerConnection.addTrack``: aiortc then calls :meth:`recv` for each 20 ms frame.
+
+    **One resampling each way.** The queue holds 48 kHz PCM, the encoder's rate. PCM given at
+    another rate goes through one stateful :class:`~livetalk.audio.resample.Resampler` on its
+    way in (one per input rate, so each input stream stays continuous); 48 kHz PCM is queued
+    as it is, untouched. The sent-audio view handed to ``on_sent_audio`` (24 kHz by default:
+    what a call keeps for ``Turn.audio`` and feeds to local VAD) is made from the frames as
+    they leave, by one more stateful ``Resampler`` (48 kHz to ``sent_audio_rate``) that runs
+    over the whole outbound stream, silence included. It is made from the frames, not kept
+    from the PCM given to :meth:`enqueue`, because only the frames say what the far end hears
+    and when: muting, the fade of :meth:`clear`, audio dropped when the queue overflows and
+    the silence between utterances all shape them, and stream time counted in frames is the
+    server's input time. A second queue at 24 kHz beside the first would have to repeat each
+    of those rules. The resampler compensates its filter delay, so a sample's place in the
+    view is its place in the stream (the view ends a few samples behind the last frame: 16 at
+    24 kHz, under a millisecond). Silence is nearly free: once the view's filter has settled
+    on zeros, a silent frame's view is a cached block of zeros.
 
     Args:
         clock: the media clock that paces frames; a real-time :class:`MediaClock` if None.
         max_buffer_ms: most audio queued; beyond it the oldest is dropped (counted in
-            ``stats()["dropped_ms"]``).
+            :attr:`OutboundTrackStatistics.dropped_ms`).
         on_frame_sent: called with :attr:`played_ms` after each frame that carried queued audio
             (to emit transcript deltas as the audio plays).
         preencode: True (the default) to return mono Opus ``av.Packet``s encoded here, with
             cached silence; False to return stereo ``av.AudioFrame``s for aiortc to encode.
         bitrate: the Opus target bitrate in bit/s when pre-encoding (6000 to 510000).
+        on_sent_audio: called after every frame (silence included) with its audio at
+            ``sent_audio_rate``, in order; also settable later as the attribute.
+        sent_audio_rate: the rate of the audio handed to ``on_sent_audio``, in Hz.
 
     Raises:
-        AudioFormatError: a bitrate out of libopus's range.
+        AudioFormatError: a bitrate out of libopus's range, or a bad ``sent_audio_rate``.
     """
 
     kind = "audio"
@@ -124,12 +177,26 @@ class OutboundAudioTrack(MediaStreamTrack):
         on_frame_sent: Callable[[float], None] | None = None,
         preencode: bool = True,
         bitrate: int = DEFAULT_BITRATE,
+        on_sent_audio: Callable[[PCM], None] | None = None,
+        sent_audio_rate: int = API_RATE,
     ) -> None:
         super().__init__()
         if not 6000 <= bitrate <= 510_000:
             raise AudioFormatError(f"the Opus bitrate must be 6000..510000 bit/s, got {bitrate}")
         self.clock: Clock = clock if clock is not None else MediaClock()
         self.on_frame_sent = on_frame_sent
+        self.on_sent_audio = on_sent_audio
+        """Called after each frame :meth:`recv` returns with that frame's audio at
+        :attr:`sent_audio_rate` (see the class docstring); None to skip the view."""
+        self.sent_audio_rate = check_rate(sent_audio_rate, "sent_audio_rate")
+        """The rate of the audio handed to ``on_sent_audio``, in Hz."""
+        self._view = Resampler(RTC_RATE, self.sent_audio_rate)
+        view_samples, rest = divmod(FRAME_SAMPLES * self.sent_audio_rate, RTC_RATE)
+        # a silent frame's view, once the filter has settled on zeros (whole sample counts only)
+        self._view_zeros = None if rest else np.zeros(view_samples, dtype=np.int16)
+        if self._view_zeros is not None:
+            self._view_zeros.flags.writeable = False
+        self._view_quiet = 0  # consecutive silent frames whose view came out all zeros
         self.bitrate = bitrate
         self._buffer = PlayoutBuffer(RTC_RATE, capacity_ms=max_buffer_ms, prebuffer_ms=0)
         self._resamplers: dict[int, Resampler] = {}
@@ -152,7 +219,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         self.last_pcm: PCM = _SILENCE
         """The 48 kHz mono PCM of the frame :meth:`recv` returned last, as sent (zeros for
         silence and while muted): a new array for each frame with audio, a shared read-only
-        one for silence. Read it right after ``recv()`` to record what was sent."""
+        one for silence. Read it right after ``recv()``; ``on_sent_audio`` gets the same audio
+        at :attr:`sent_audio_rate`."""
         self.frames = 0
         """Frames returned by :meth:`recv`."""
         self.silence_frames = 0
@@ -266,20 +334,20 @@ class OutboundAudioTrack(MediaStreamTrack):
         """True while muted."""
         return self._muted
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for monitoring pacing and the queue."""
+    def statistics(self) -> OutboundTrackStatistics:
+        """The pacing counters and the queue's figures now."""
         buffer = self._buffer
-        return {
-            "frames": self.frames,
-            "late_frames": self.late_frames,
-            "max_lateness_ms": self.max_lateness_ms,
-            "silence_frames": self.silence_frames,
-            "encoded_frames": self.encoded_frames,
-            "queued_ms": buffer.buffered_ms,
-            "played_ms": self.played_ms,
-            "dropped_ms": samples_to_ms(buffer.dropped_samples, RTC_RATE),
-            "cleared_ms": samples_to_ms(buffer.cleared_samples, RTC_RATE),
-        }
+        return OutboundTrackStatistics(
+            frames=self.frames,
+            late_frames=self.late_frames,
+            max_lateness_ms=self.max_lateness_ms,
+            silence_frames=self.silence_frames,
+            encoded_frames=self.encoded_frames,
+            queued_ms=buffer.buffered_ms,
+            played_ms=self.played_ms,
+            dropped_ms=samples_to_ms(buffer.dropped_samples, RTC_RATE),
+            cleared_ms=samples_to_ms(buffer.cleared_samples, RTC_RATE),
+        )
 
     # -- output side (aiortc) --------------------------------------------------------------
 
@@ -332,6 +400,8 @@ class OutboundAudioTrack(MediaStreamTrack):
             self.silence_frames += 1
         elif self.on_frame_sent is not None:
             self.on_frame_sent(self.played_ms)
+        if self.on_sent_audio is not None:
+            self.on_sent_audio(self._sent_view(pcm))
         return out
 
     def stop(self) -> None:
@@ -366,6 +436,24 @@ class OutboundAudioTrack(MediaStreamTrack):
     def _wake_late_frame(self) -> None:
         if self._arrival is not None and not self._arrival.done():
             self._arrival.set_result(None)
+
+    def _sent_view(self, pcm: PCM) -> PCM:
+        """The frame's audio at :attr:`sent_audio_rate`, from the one stateful view resampler.
+
+        A silent frame is not run through the filter once two silent frames in a row came out
+        as exact zeros: the filter then holds nothing but zeros, so skipping a block of zeros
+        leaves it as it would have been and the view as it would have come out.
+        """
+        zeros = self._view_zeros
+        silent = pcm is _SILENCE
+        if silent and zeros is not None and self._view_quiet >= _SETTLED_FRAMES:
+            return zeros
+        view = self._view.process(pcm)
+        if silent and zeros is not None and view.size == zeros.size and not view.any():
+            self._view_quiet += 1
+        else:
+            self._view_quiet = 0
+        return view
 
     def _packet(self, pcm: PCM) -> av.Packet[Any]:
         """The Opus packet for one frame: encoded, a tail of encoded zeros, or cached silence."""
@@ -437,11 +525,15 @@ def _opus_encoder(bitrate: int) -> Any:
 class RemoteAudioReader:
     """Drains a remote audio track and feeds PCM at ``rate`` to its consumers.
 
-    Each received frame (whatever its format, layout and rate; aiortc delivers 20 ms of s16
-    packed stereo at 48 kHz) is downmixed by averaging and resampled statefully, then passed to
-    every consumer in order: callbacks are called, sinks are awaited. A consumer that raises is
-    logged and removed (counted in :attr:`consumer_errors`); the track keeps being drained
-    even with no consumer at all. Reading ends when the track ends (MediaStreamError).
+    Each received frame (whatever its format, layout and rate) is converted to mono s16 at
+    ``rate`` by one stateful PyAV converter, then passed to every consumer in order: callbacks
+    are called, sinks are awaited. Frames already in that form pass through untouched (PyAV
+    detects it on the first frame): livetalk's adaptive receive jitter buffer
+    (:mod:`livetalk.transport.jitter`) decodes straight to mono at the reader's rate, so model
+    audio is not resampled between the decoder and the consumers. aiortc's own decoder
+    delivers 48 kHz s16 packed stereo, downmixed and resampled here once. A consumer that
+    raises is logged and removed (counted in :attr:`consumer_errors`); the track keeps being
+    drained even with no consumer at all. Reading ends when the track ends (MediaStreamError).
 
     Use ``start()`` / ``await stop()``, or ``async with RemoteAudioReader(track) as reader:``.
 

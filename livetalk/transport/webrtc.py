@@ -20,7 +20,10 @@ import httpx
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from livetalk._net import is_loopback_url
 from livetalk.audio.clock import MediaClock
+from livetalk.audio.format import API_RATE, FRAME_MS, RTC_RATE
+from livetalk.audio.sources import Source
 from livetalk.errors import (
     ConnectError,
     ConnectTimeout,
@@ -31,7 +34,7 @@ from livetalk.errors import (
 from livetalk.protocol import wire
 from livetalk.protocol.conversation import Playout
 from livetalk.transport.base import ClosedHandler, EventHandler
-from livetalk.transport.ice import is_loopback_url, loopback_candidates
+from livetalk.transport.ice import loopback_candidates
 from livetalk.transport.jitter import (
     AdaptiveReceiver,
     install_adaptive_playout,
@@ -45,19 +48,6 @@ from livetalk.transport.tracks import OutboundAudioTrack, RemoteAudioReader
 __all__ = ["WebRTCTransport"]
 
 log = logging.getLogger("livetalk.webrtc")
-
-
-class _TappedTrack(OutboundAudioTrack):
-    """The outbound track, also reporting each sent frame's audio at 24 kHz."""
-
-    on_sent: Callable[[np.ndarray], None] | None = None
-
-    async def recv(self) -> Any:
-        frame = await super().recv()
-        if self.on_sent is not None:
-            pcm = self.last_pcm.astype(np.int32)  # what this frame carries, 48 kHz mono
-            self.on_sent(((pcm[0::2] + pcm[1::2]) >> 1).astype(np.int16))
-        return frame
 
 
 class WebRTCTransport:
@@ -86,6 +76,8 @@ class WebRTCTransport:
     kind = "webrtc"
     playout = Playout.SERVER
     carries_audio = True
+    input_rate = RTC_RATE
+    """User audio travels as 48 kHz Opus."""
 
     def __init__(
         self,
@@ -97,7 +89,7 @@ class WebRTCTransport:
         ice_servers: list[RTCIceServer] | None = None,
         clock: MediaClock | None = None,
         connect_timeout: float = 15.0,
-        output_rate: int = 24000,
+        output_rate: int = API_RATE,
         media_timeout: float | None = 5.0,
         jitter_prefetch_frames: int | None = None,
         jitter_buffer: JitterBufferSettings | None = None,
@@ -111,7 +103,7 @@ class WebRTCTransport:
         self.call_id: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel: Any = None
-        self.track = _TappedTrack(clock=clock)
+        self.track = OutboundAudioTrack(clock=clock)
         self.reader: RemoteAudioReader | None = None
         self._audio_consumers: list[Callable[[np.ndarray], None]] = []
         self._output_rate = output_rate
@@ -154,7 +146,7 @@ class WebRTCTransport:
         if self._jitter_prefetch is not None:
             set_peer_receive_prefetch(pc, self._jitter_prefetch)
         else:
-            rate = self._output_rate if self._output_rate in OPUS_RATES else 48000
+            rate = self._output_rate if self._output_rate in OPUS_RATES else RTC_RATE
             self._receivers = install_adaptive_playout(
                 pc, settings=self._jitter_settings, clock=self.track.clock, rate=rate)
 
@@ -258,18 +250,19 @@ class WebRTCTransport:
 
     @property
     def on_sent_audio(self) -> Callable[[np.ndarray], None] | None:
-        """Called with each 20 ms of audio actually sent (24 kHz; silence included)."""
-        return self.track.on_sent
+        """Called with each 20 ms of audio actually sent (24 kHz; silence included): the
+        track's sent-audio view, resampled once from the frames as they leave."""
+        return self.track.on_sent_audio
 
     @on_sent_audio.setter
     def on_sent_audio(self, consumer: Callable[[np.ndarray], None] | None) -> None:
-        self.track.on_sent = consumer
+        self.track.on_sent_audio = consumer
 
     def send_audio(self, pcm: np.ndarray, rate: int) -> None:
         """Queue microphone audio on the outbound track."""
         self.track.enqueue(pcm, rate)
 
-    async def play(self, source: Any) -> None:
+    async def play(self, source: Source) -> None:
         """Feed a source to the outbound track, paced by its clock."""
         await self.track.play(source)
 
@@ -280,7 +273,7 @@ class WebRTCTransport:
     @property
     def sent_ms(self) -> float:
         """Media milliseconds sent on the outbound track (silence included)."""
-        return self.track.frames * 20.0
+        return self.track.frames * float(FRAME_MS)
 
     # ---------------------------------------------------------------- events
     def send(self, text: str) -> None:

@@ -8,6 +8,12 @@ and model audio comes down as ``response.output_audio.delta`` events, which this
 decodes (in the session's output format) for its audio consumers while still passing every
 event on. Each message is decoded from JSON once, here.
 
+Audio is resampled at most once each way. User audio goes from its own rate straight to the
+rate of the session's input format (no resampling for 24 kHz PCM16 sent as PCM16); the
+sent-audio view (``on_sent_audio``, 24 kHz) is made from the audio as it left, which is the
+same audio for PCM16 and one resampling up from 8 kHz for G.711. Model audio is decoded and,
+for G.711, resampled once from 8 to 24 kHz.
+
 Theory of operation: :meth:`WebSocketTransport.connect` opens the socket (translating a
 refused handshake into :class:`~livetalk.errors.APIStatusError` subclasses) and starts two
 tasks. The reader hands every event to ``on_event`` and calls ``on_closed`` once when the
@@ -43,10 +49,12 @@ import httpx
 import numpy as np
 
 from livetalk._extras import require
+from livetalk._net import is_loopback_url
 from livetalk.audio.clock import Clock, MediaClock
 from livetalk.audio.codec import EventAudioCodec
 from livetalk.audio.format import API_RATE, CHUNK_MS, PCM, Chunker, check_pcm, ms_to_samples
-from livetalk.audio.resample import Resampler
+from livetalk.audio.resample import Resampler, resample
+from livetalk.audio.sources import Source
 from livetalk.errors import (
     ConfigError,
     ConnectError,
@@ -59,7 +67,6 @@ from livetalk.protocol.conversation import Playout
 from livetalk.protocol.events import InputAudioBufferAppend
 from livetalk.protocol.session import DEFAULT_MODEL
 from livetalk.transport.base import AudioConsumer, ClosedHandler, EventHandler
-from livetalk.transport.ice import is_loopback_url
 from livetalk.transport.signaling import USER_AGENT, _status_error
 
 if TYPE_CHECKING:
@@ -77,7 +84,6 @@ log = logging.getLogger("livetalk.websocket")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """The largest message accepted from the server (the official SDKs set no limit; a message
 this large is far beyond any the API sends)."""
-_CHUNK_SAMPLES = ms_to_samples(CHUNK_MS, API_RATE)
 _AUDIO_DELTA_TYPES = ("response.output_audio.delta", "response.audio.delta")
 _FLUSH_ON_CLOSE_S = 1.0
 
@@ -123,11 +129,12 @@ def encode_append(pcm: PCM, codec: EventAudioCodec | None = None) -> str:
 @dataclass(slots=True)
 class _Outgoing:
     text: str
-    pcm: PCM | None = None  # the 24 kHz user audio carried, for an append
+    pcm: PCM | None = None  # for an append: the user audio carried, before the codec
+    rate: int = API_RATE  # the rate of ``pcm`` (the session's input rate when queued)
 
     @property
-    def samples(self) -> int:
-        return 0 if self.pcm is None else int(self.pcm.size)
+    def ms(self) -> float:
+        return 0.0 if self.pcm is None else self.pcm.size * 1000 / self.rate
 
 
 class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -207,13 +214,13 @@ class WebSocketTransport:
         self._outbox: deque[_Outgoing] = deque()
         self._wake: asyncio.Event | None = None
         self._progress: asyncio.Event | None = None
-        self._in_resamplers: dict[int, Resampler] = {}
+        self._in_resamplers: dict[int, Resampler] = {}  # input rate -> the input format's rate
         self._in_codec = self._out_codec = EventAudioCodec("audio/pcm")
-        self._to_wire = Resampler(API_RATE, API_RATE)
+        self._sent_view = Resampler(API_RATE, API_RATE)  # what left -> 24 kHz, on_sent_audio
         self._from_wire = Resampler(API_RATE, API_RATE)
         self._consumers: list[AudioConsumer] = []
-        self._sent_samples = 0
-        self._sending = 0  # samples of the audio entry being written, if any
+        self._sent_ms = 0.0
+        self._sending = 0.0  # milliseconds of the audio entry being written, if any
         self._open = False
         self._closed = False
         self._ended = False
@@ -242,6 +249,11 @@ class WebSocketTransport:
         """False for a sideband: the peer of the call holds the media."""
         return not self.sideband
 
+    @property
+    def input_rate(self) -> int:
+        """The rate of the session's input format (24 kHz PCM16, 8 kHz G.711), in Hz."""
+        return self._in_codec.rate
+
     def set_audio_formats(self, input_format: str, output_format: str) -> None:
         """Use the session's formats for appended audio and for received deltas.
 
@@ -250,7 +262,7 @@ class WebSocketTransport:
         """
         if input_format != self._in_codec.format:
             self._in_codec = EventAudioCodec(input_format)
-            self._to_wire = Resampler(API_RATE, self._in_codec.rate)
+            self._in_resamplers.clear()  # they resample to the previous format's rate
         if output_format != self._out_codec.format:
             self._out_codec = EventAudioCodec(output_format)
             self._from_wire = Resampler(self._out_codec.rate, API_RATE)
@@ -358,13 +370,13 @@ class WebSocketTransport:
                     self._wake.clear()
                     await self._wake.wait()
                 entry = self._outbox.popleft()
-                self._sending = entry.samples
+                self._sending = entry.ms
                 await ws.send(entry.text)
-                self._sent_samples += entry.samples
-                self._sending = 0
+                self._sent_ms += entry.ms
+                self._sending = 0.0
                 if entry.pcm is not None and self.on_sent_audio is not None:
                     try:
-                        self.on_sent_audio(entry.pcm)
+                        self.on_sent_audio(self._sent_at_api_rate(entry.pcm, entry.rate))
                     except Exception:  # a consumer's bug must not stop the socket
                         log.exception("the sent-audio consumer failed")
                 self._progress.set()
@@ -410,8 +422,9 @@ class WebSocketTransport:
     def send_audio(self, pcm: np.ndarray, rate: int) -> None:
         """Queue user audio (int16 mono at ``rate``) as ``input_audio_buffer.append`` events.
 
-        Successive calls at one rate are one continuous stream (resampled statefully to
-        24 kHz); each event carries at most 100 ms.
+        Successive calls at one rate are one continuous stream, resampled statefully and once,
+        to the rate of the session's input format (none at that rate); each event carries at
+        most 100 ms.
 
         Raises:
             ConfigError: this is a sideband.
@@ -420,20 +433,34 @@ class WebSocketTransport:
         """
         self._check_media()
         self._check_open()
+        wire_rate = self._in_codec.rate
         resampler = self._in_resamplers.get(rate)
         if resampler is None:
-            resampler = self._in_resamplers[rate] = Resampler(rate, API_RATE)
+            resampler = self._in_resamplers[rate] = Resampler(rate, wire_rate)
         audio = resampler.process(check_pcm(pcm))
-        for start in range(0, audio.size, _CHUNK_SAMPLES):
-            self._queue_audio(audio[start:start + _CHUNK_SAMPLES])
+        step = ms_to_samples(CHUNK_MS, wire_rate)
+        for start in range(0, audio.size, step):
+            self._queue_audio(audio[start:start + step], wire_rate)
 
-    def _queue_audio(self, pcm: PCM) -> None:
-        """Queue 24 kHz audio, in the session's input format on the wire."""
-        if pcm.size:
-            wire_pcm = self._to_wire.process(pcm) if self._in_codec.rate != API_RATE else pcm
-            self._push(_Outgoing(encode_append(wire_pcm, self._in_codec), pcm))
+    def _queue_audio(self, pcm: PCM, rate: int) -> None:
+        """Queue audio already at the input format's rate as one append event."""
+        if not pcm.size:
+            return
+        codec = self._in_codec
+        if rate != codec.rate:  # the session's input format changed while this audio waited
+            pcm, rate = resample(pcm, rate, codec.rate), codec.rate
+        self._push(_Outgoing(encode_append(pcm, codec), pcm, rate))
 
-    async def play(self, source: Any) -> None:
+    def _sent_at_api_rate(self, pcm: PCM, rate: int) -> PCM:
+        """What left, at 24 kHz for ``on_sent_audio`` (one stateful resampling from G.711's
+        8 kHz; PCM16 is already at 24 kHz)."""
+        if rate == API_RATE:
+            return pcm
+        if self._sent_view.in_rate != rate:
+            self._sent_view = Resampler(rate, API_RATE)
+        return self._sent_view.process(pcm)
+
+    async def play(self, source: Source) -> None:
         """Send every chunk of a source, 100 ms per event, paced by the media clock.
 
         Returns once the source is exhausted and its audio has left (or the socket ended).
@@ -447,20 +474,27 @@ class WebSocketTransport:
         try:
             self._check_media()
             self._check_open()
-            resampler = Resampler(source.rate, API_RATE)
-            chunker = Chunker(_CHUNK_SAMPLES)
+            wire_rate = self._in_codec.rate
+            resampler = Resampler(source.rate, wire_rate)
+            chunker = Chunker(ms_to_samples(CHUNK_MS, wire_rate))
             clock = self.clock
             start, index = clock.now(), 0
             async for chunk in source:
+                if self._in_codec.rate != wire_rate:  # the session's input format changed
+                    for rest in (*chunker.push(resampler.flush()), chunker.flush()):
+                        self._queue_audio(rest, wire_rate)
+                    wire_rate = self._in_codec.rate
+                    resampler = Resampler(source.rate, wire_rate)
+                    chunker = Chunker(ms_to_samples(CHUNK_MS, wire_rate))
                 for piece in chunker.push(resampler.process(check_pcm(chunk))):
                     await clock.sleep_until(start + index * CHUNK_MS / 1000)
                     if self._closed or self._ended:
                         return
-                    self._queue_audio(piece)
+                    self._queue_audio(piece, wire_rate)
                     index += 1
             for piece in chunker.push(resampler.flush()):
-                self._queue_audio(piece)
-            self._queue_audio(chunker.flush())
+                self._queue_audio(piece, wire_rate)
+            self._queue_audio(chunker.flush(), wire_rate)
             await self._wait_sent()
         finally:
             await source.aclose()
@@ -468,7 +502,7 @@ class WebSocketTransport:
     async def _wait_sent(self) -> None:
         progress = self._progress
         assert progress is not None
-        while (self._sending or any(e.samples for e in self._outbox)) and not (
+        while (self._sending or any(e.ms for e in self._outbox)) and not (
             self._closed or self._ended
         ):
             progress.clear()
@@ -476,15 +510,15 @@ class WebSocketTransport:
 
     def clear_outbound(self) -> float:
         """Drop the user audio queued and not yet sent; return the milliseconds dropped."""
-        dropped = sum(e.samples for e in self._outbox)
-        self._outbox = deque(e for e in self._outbox if not e.samples)
+        dropped = sum(e.ms for e in self._outbox)
+        self._outbox = deque(e for e in self._outbox if e.pcm is None)
         self._in_resamplers.clear()
-        return dropped * 1000 / API_RATE
+        return dropped
 
     @property
     def sent_ms(self) -> float:
         """Milliseconds of user audio sent so far."""
-        return self._sent_samples * 1000 / API_RATE
+        return self._sent_ms
 
     def receive_statistics(self) -> None:
         """None: audio arrives in events, with no jitter buffer."""

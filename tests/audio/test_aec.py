@@ -177,7 +177,7 @@ def test_reference_comes_ahead_of_its_echo_when_the_latency_is_over_reported(
     control = AcousticEchoCanceller(RATE, RATE, device_latency_ms=60, warmup_ms=0)
     # chunk k plays exactly when the microphone timeline reaches its end
     out = feed(control, far, mic, queued_ms=lambda k: 20.0 * (k + 1) - 100.0 * (k // 5))
-    assert control.stats()["offset_ms"] == pytest.approx(0, abs=1)
+    assert control.statistics().offset_ms == pytest.approx(0, abs=1)
     assert erle(mic, out, 2.0, 4.5) > 35 and erle(mic, out, 5.0, 7.5) > 35
 
 
@@ -192,7 +192,7 @@ def test_a_realignment_moves_the_queued_reference_too(synthesizer) -> None:
     control.process(np.zeros(CHUNK, np.int16))  # 100 ms of it played (the model says)
     # the next chunk ends 60 ms later than the model has it: 100 + 180 = 220 + 60
     control.on_playback(far[10 * TICK : 11 * TICK], queued_ms=180.0)
-    assert control.realignments == 1 and control.stats()["offset_ms"] == pytest.approx(60)
+    assert control.realignments == 1 and control.statistics().offset_ms == pytest.approx(60)
     ref = np.zeros(ms(180), np.int16)
     control._ring.read(ref)
     # the last 60 ms read (too early) come again, then the rest follows without a gap
@@ -216,7 +216,7 @@ def test_reference_follows_the_speaker_through_an_underrun(synthesizer) -> None:
     out = feed(control, far, mic,
                queued_ms=lambda k: 20.0 + (120.0 if k * TICK >= at else 0.0))
     assert control.realignments >= 1
-    assert control.stats()["offset_ms"] >= 100
+    assert control.statistics().offset_ms >= 100
     assert erle(mic, out, 4.5, 7.0) > 20
 
 
@@ -243,7 +243,7 @@ def test_chunks_of_any_size_keep_their_length() -> None:
     sizes = [160, 333, 1600, 7, 1000]
     outs = [control.process(np.full(n, 1000, np.int16)) for n in sizes]
     assert [o.size for o in outs] == sizes
-    assert control.stats()["processed_ms"] == pytest.approx(sum(sizes) / 16)
+    assert control.statistics().processed_ms == pytest.approx(sum(sizes) / 16)
 
 
 def test_bad_rates_shapes_and_options_are_typed_errors() -> None:

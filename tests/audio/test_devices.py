@@ -191,7 +191,7 @@ async def test_microphone_counts_overflows() -> None:
         stream.feed(np.full(2400, i, dtype=np.int16))
     await asyncio.sleep(0)
     assert mic.overflows == 1 + 3
-    assert mic.stats()["dropped_ms"] == 300.0
+    assert mic.statistics().dropped_ms == 300.0
     got = [int((await anext(mic))[0]) for _ in range(3)]
     assert got == [2, 3, 4]
     await mic.aclose()
@@ -289,7 +289,7 @@ async def test_speaker_plays_through_playout_buffer() -> None:
     assert stream.pull(240).tolist() == list(range(1, 241))
     assert stream.pull(300).tolist() == list(range(241, 481)) + [0] * 60
     stream.pull(10, underflow=True)
-    assert speaker.stats()["underflows"] == 1
+    assert speaker.statistics().underflows == 1
     await speaker.close(drain=False)
     assert stream.stopped and stream.closed
 

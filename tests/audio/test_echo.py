@@ -106,8 +106,10 @@ def test_half_duplex_mutes_during_playback_and_tail() -> None:
     out = run(control, mic)
     assert silenced_ms(mic, out) == [(0, 500)]
     assert (out[: 5 * CHUNK] == 0).all() and (out[5 * CHUNK :] == 1000).all()
-    assert control.stats()["silenced_ms"] == pytest.approx(500)
-    assert control.stats()["processed_ms"] == pytest.approx(1000)
+    stats = control.statistics()
+    assert (stats.mode, stats.playing) == (EchoMode.HALF_DUPLEX, False)
+    assert stats.silenced_ms == pytest.approx(500)
+    assert stats.processed_ms == pytest.approx(1000)
 
 
 def test_half_duplex_ignores_silent_playback_and_returns_the_same_array() -> None:
@@ -157,8 +159,15 @@ def test_half_duplex_removes_a_simulated_echo() -> None:
 
 
 def test_half_duplex_rejects_negative_tail() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="tail_ms must be >= 0, got -1"):
         HalfDuplex(tail_ms=-1)
+
+
+def test_energy_gate_rejects_negative_durations() -> None:
+    with pytest.raises(ConfigError, match="tail_ms must be >= 0, got -1"):
+        EnergyGate(tail_ms=-1)
+    with pytest.raises(ConfigError, match="hold_ms must be >= 0, got -5"):
+        EnergyGate(hold_ms=-5)
 
 
 # -- energy gate -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from livetalk.audio.playout import PlayoutBuffer
+from livetalk.audio.playout import PlayoutBuffer, PlayoutStatistics
 from livetalk.errors import AudioFormatError
 
 RATE = 1000  # 1 sample per ms keeps the arithmetic readable
@@ -139,15 +139,16 @@ def test_clear_empty_and_zero_fade() -> None:
     assert buf.buffered == 0
 
 
-def test_stats() -> None:
+def test_statistics() -> None:
     buf = PlayoutBuffer(24000, capacity_ms=100, prebuffer_ms=20)
     buf.write(np.zeros(2400, dtype=np.int16))
     buf.read(480)
-    stats = buf.stats()
-    assert stats["buffered_ms"] == 80.0
-    assert stats["capacity_ms"] == 100.0
-    assert stats["written_samples"] == 2400 and stats["played_samples"] == 480
-    assert stats["playing"] is True
+    buf.write(np.zeros(2400, dtype=np.int16))  # 80 + 100 ms into 100 ms: 80 ms dropped
+    assert buf.clear(fade_ms=0) == 100.0
+    buf.read(10)  # ran dry while playing
+    assert buf.statistics() == PlayoutStatistics(
+        buffered_ms=0.0, capacity_ms=100.0, playing=False, overruns=1, dropped_samples=1920,
+        underruns=1, cleared_samples=2400, written_samples=4800, played_samples=480)
 
 
 def test_validation() -> None:

@@ -20,6 +20,7 @@ from livetalk.audio.sources import (
     concat,
 )
 from livetalk.errors import AudioFileError, AudioFormatError
+from tests.resampling import spy_on_resampling
 
 
 def sine(rate: int, seconds: float, freq: float = 440.0, amp: float = 10000) -> np.ndarray:
@@ -139,6 +140,19 @@ async def test_file_source_same_rate_is_exact(tmp_path: Path) -> None:
     write_wav(path, pcm, 24000)
     out = np.concatenate(await collect(FileSource(path, rate=24000)))
     assert out.tolist() == pcm.tolist()
+
+
+async def test_file_source_at_the_files_rate_is_not_resampled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 48 kHz file read at 48 kHz (what ``call.stream(path)`` does over WebRTC)."""
+    log = spy_on_resampling(monkeypatch)
+    path = tmp_path / "native.wav"
+    pcm = sine(48000, 1.05)
+    write_wav(path, pcm, 48000)
+    chunks = await collect(FileSource(path, rate=48000))
+    assert [c.size for c in chunks] == [4800] * 10 + [2400]
+    assert np.concatenate(chunks).tolist() == pcm.tolist()
+    assert log.conversions == []
 
 
 async def test_file_source_stereo_downmix(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -236,7 +237,9 @@ async def test_demo_runs_offline(tmp_path: Path) -> None:
     code, out, err = await livetalk("demo", "--speed", "3", "--out", str(tmp_path / "d.wav"))
     assert code == 0, err
     lines = out.splitlines()
-    assert "     user: what is the weather like today" in lines
-    assert "assistant: You said: thank you goodbye." in lines
+    # the demo hears with Whisper when it is installed: compare words, not case or punctuation
+    heard = ["".join(re.findall(r"[a-z']+", line.lower())) for line in lines]
+    assert "userwhatistheweatherliketoday" in heard
+    assert "assistantyousaidthankyougoodbye" in heard
     assert lines[-1] == f"saved the assistant's spoken replies to {tmp_path / 'd.wav'}"
     assert assert_valid_wav(tmp_path / "d.wav") > 1.0

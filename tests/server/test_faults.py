@@ -309,7 +309,7 @@ async def test_error_events_are_recorded_and_the_call_continues(
             session = await call.update_session({"instructions": "Be brief."}, timeout=BOUND)
             assert session["instructions"] == "Be brief."
             codes = [e.code for e in call.errors]
-            assert codes == ["server_error", "item_not_found"]
+            assert codes == ["server_error", "item_delete_invalid_item_id"]
             assert isinstance(call.errors[0], errors.ServerError)
             with pytest.raises(errors.ServerError) as info:
                 await call.update_session({"voice": "x"}, timeout=BOUND)

@@ -66,7 +66,7 @@ async def test_five_percent_loss_both_ways_still_gives_every_turn(make_server,
             await call.wait_until_quiet(timeout=30)
             loss = server.calls[call.call_id].loss
             assert loss is not None
-            stats = loss.stats()
+            stats = loss.statistics()
     user = [t for t in turns if t.role == "user"]
     assistant = [t for t in turns if t.role == "assistant"]
     # every turn is detected and answered; the local server's pocketsphinx recognises most
@@ -77,9 +77,9 @@ async def test_five_percent_loss_both_ways_still_gives_every_turn(make_server,
         f"You said: {t.text}." if t.text else "I heard nothing." for t in user]
     assert all(t.status == "completed" for t in turns)
     # the fault really dropped packets both ways, at about the rate asked for
-    assert stats["received_packets"] > 300 and stats["sent_packets"] > 300
-    assert 0.02 < stats["received_dropped"] / stats["received_packets"] < 0.09
-    assert 0.02 < stats["sent_dropped"] / stats["sent_packets"] < 0.09
+    assert stats.received_packets > 300 and stats.sent_packets > 300
+    assert 0.02 < stats.received_dropped / stats.received_packets < 0.09
+    assert 0.02 < stats.sent_dropped / stats.sent_packets < 0.09
     assert reply.array().size > 24000
     validator.assert_valid()
 
@@ -98,13 +98,13 @@ async def test_lost_frames_are_concealed_and_the_servers_timeline_keeps_its_leng
             assert server_call.reader is not None and server_call.loss is not None
             heard_ms = server_call.reader.received_ms
             sent_ms = call.outbound_track.frames * 20.0
-            stats = server_call.loss.stats()
+            stats = server_call.loss.statistics()
             (playout,) = adaptive_receivers(server_call.pc)
             receive = playout.statistics()
-    dropped_share = stats["received_dropped"] / stats["received_packets"]
+    dropped_share = stats.received_dropped / stats.received_packets
     assert 0.12 < dropped_share < 0.28
     # the dropped packets were concealed (those still in the buffer are not counted yet)
-    assert receive.lost >= 0.7 * stats["received_dropped"]
+    assert receive.lost >= 0.7 * stats.received_dropped
     assert receive.concealed >= receive.lost
     # the timeline kept its length: all that was sent was heard, but for what was still in
     # the buffer (its delay) or in flight; aiortc's buffer would have heard 20 % less

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -515,7 +516,7 @@ async def test_clear_after_generation_clears_and_truncates_to_what_played(
     assert part["transcript"] is None  # no unheard text stays in the context
     h.send("conversation.item.truncate", item_id=item_id, content_index=0,
            audio_end_ms=2 * WORD_MS + 5, event_id="evt_over")
-    assert h.one("error")["error"]["param"] == "audio_end_ms"  # only what played is left
+    assert "already shorter than" in h.one("error")["error"]["message"]  # only what played is left
     h.send("output_audio_buffer.clear")  # nothing plays any more: no second cleared
     assert len(h.of("output_audio_buffer.cleared")) == 1
 
@@ -669,7 +670,7 @@ async def test_item_create_retrieve_delete_and_previous_ids(make: MakeHarness) -
     assert h.one("conversation.item.deleted")["item_id"] == "item_sys"
     h.send("conversation.item.retrieve", item_id="item_sys", event_id="evt_gone")
     error = h.one("error")["error"]
-    assert (error["code"], error["event_id"]) == ("item_not_found", "evt_gone")
+    assert (error["code"], error["event_id"]) == ("item_retrieve_invalid_item_id", "evt_gone")
     h.send("conversation.item.create", item={"id": first, "type": "message", "role": "user",
                                              "content": []}, event_id="evt_dup")
     assert h.of("error")[-1]["error"]["event_id"] == "evt_dup"
@@ -683,7 +684,10 @@ async def test_truncate_an_assistant_reply(make: MakeHarness) -> None:
     item_id = h.one("response.done")["response"]["output"][0]["id"]
     h.send("conversation.item.truncate", item_id=item_id, content_index=0,
            audio_end_ms=3 * WORD_MS + 1, event_id="evt_long")
-    assert h.one("error")["error"]["param"] == "audio_end_ms"
+    error = h.one("error")["error"]
+    assert (error["code"], error["event_id"]) == (None, "evt_long")
+    assert error["message"] == (f"Audio content of {3 * WORD_MS}ms is already shorter than "
+                                f"{3 * WORD_MS + 1}ms")
     h.send("conversation.item.truncate", item_id=item_id, content_index=0,
            audio_end_ms=2 * WORD_MS)
     assert h.one("conversation.item.truncated")["audio_end_ms"] == 2 * WORD_MS
@@ -719,6 +723,44 @@ async def test_output_audio_buffer_clear_is_refused_over_websocket(make: MakeHar
     h = make(output=None, audio_deltas=True)
     h.send("output_audio_buffer.clear", event_id="evt_ws")
     assert h.one("error")["error"]["event_id"] == "evt_ws"
+
+
+async def test_websocket_truncation_goes_by_the_audio_sent(make: MakeHarness) -> None:
+    """The item's length is the audio the client received; a position rounded up from it is
+    accepted (as the agents SDK clamps), one past it refused in the API's words; unknown
+    items and items without model audio get the API's codes (docs/protocol.md)."""
+    class OddRateVoice:  # 22.05 kHz like espeak: lengths with fractions of a ms
+        def synthesize(self, text: str) -> tuple[np.ndarray, int]:
+            return np.full(3301, 3000, dtype=np.int16), 22050
+
+    h = make(output=None, audio_deltas=True, synthesizer=OddRateVoice())
+    h.user_text("hi")
+    h.send("response.create")
+    done = (await h.wait_for("response.done"))["response"]
+    item_id = done["output"][0]["id"]
+    sent = b"".join(base64.b64decode(d["delta"]) for d in h.of("response.output_audio.delta"))
+    received_ms = len(sent) / 2 / 24  # PCM16 at 24 kHz
+    assert received_ms % 1  # the point of this voice
+    h.send("conversation.item.truncate", item_id=item_id, content_index=0,
+           audio_end_ms=math.ceil(received_ms) + 1, event_id="evt_past")
+    error = h.one("error")["error"]
+    assert (error["code"], error["param"], error["event_id"]) == (None, None, "evt_past")
+    assert error["message"] == (f"Audio content of {int(received_ms)}ms is already shorter "
+                                f"than {math.ceil(received_ms) + 1}ms")
+    h.send("conversation.item.truncate", item_id=item_id, content_index=0,
+           audio_end_ms=math.ceil(received_ms))
+    assert h.one("conversation.item.truncated")["audio_end_ms"] == math.ceil(received_ms)
+    for type_, code in [("conversation.item.truncate", "item_truncate_invalid_item_id"),
+                        ("conversation.item.retrieve", "item_retrieve_invalid_item_id"),
+                        ("conversation.item.delete", "item_delete_invalid_item_id")]:
+        fields = {"content_index": 0, "audio_end_ms": 0} if type_.endswith("truncate") else {}
+        h.send(type_, item_id="item_gone", **fields)
+        error = h.of("error")[-1]["error"]
+        assert (error["code"], error["param"]) == (code, None)
+        assert "the item with id 'item_gone' does not exist." in error["message"]
+    user_id = h.of("conversation.item.added")[0]["item"]["id"]
+    h.send("conversation.item.truncate", item_id=user_id, content_index=0, audio_end_ms=0)
+    assert h.of("error")[-1]["error"]["code"] == "unsupported_content_type"
 
 
 # ------------------------------------------------------------------------------ failures, idle

@@ -27,6 +27,8 @@ from livetalk.transport.jitter import (
     set_peer_receive_prefetch,
     set_receive_prefetch,
 )
+from livetalk.transport.tracks import RemoteAudioReader
+from tests.resampling import spy_on_resampling
 
 FRAME = 960  # RTP timestamp step of one 20 ms Opus frame
 
@@ -188,6 +190,23 @@ async def test_adaptive_receiver_plays_decoded_frames_on_the_clock(pc) -> None:
     assert [f.pts for f in frames] == [480 * i for i in range(50)]
     tone = np.concatenate([f.to_ndarray()[0] for f in frames[5:]])
     assert np.sqrt(np.mean(tone.astype(np.float64) ** 2)) > 2000  # the tone, decoded
+    await adaptive.aclose()
+
+
+async def test_decoded_audio_reaches_the_reader_without_resampling(pc, monkeypatch) -> None:
+    """Model audio is not resampled between the decoder and the consumers: libopus decodes
+    straight to the reader's 24 kHz mono and ``RemoteAudioReader`` passes the frames on."""
+    packets = _opus_packets(25)
+    receiver, clock, adaptive = _adaptive_setup(pc)
+    log = spy_on_resampling(monkeypatch)
+    got: list[np.ndarray] = []
+    reader = RemoteAudioReader(receiver.track, rate=24000, on_audio=got.append)
+    reader.start()
+    await _drive(adaptive, clock, packets)
+    receiver.track._queue.put_nowait(None)  # type: ignore[attr-defined]  # aiortc's end marker
+    await asyncio.wait_for(reader.wait_ended(), 5)
+    assert log.conversions == []
+    assert reader.frames == 25 and sum(c.size for c in got) == 25 * 480
     await adaptive.aclose()
 
 

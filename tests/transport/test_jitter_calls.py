@@ -123,15 +123,7 @@ async def test_concealment_keeps_transcripts_right_and_the_reply_without_holes(
         async with livetalk.connect(base_url=server.base_url, api_key=KEY, session=config,
                                     event_log=validator, speed=SPEED) as call:
             server_call = server.calls[call.call_id]
-            track = server_call.track
-            recv = track.recv
-
-            async def recording_recv() -> Any:
-                frame = await recv()
-                sent.append(track.last_pcm[::2].copy())  # 48 -> 24 kHz is enough for RMS
-                return frame
-
-            track.recv = recording_recv  # type: ignore[method-assign]
+            server_call.track.on_sent_audio = sent.append  # each frame sent, at 24 kHz
             call.record_to(reply)
             await call.stream(concat(FileSource(DATA / "demo.wav"), SilenceSource(2.0)))
             turns = await call.wait_for_turns(6, timeout=60)
@@ -144,7 +136,7 @@ async def test_concealment_keeps_transcripts_right_and_the_reply_without_holes(
             server_stats = [p.statistics() for p in adaptive_receivers(server_call.pc)]
             impaired = server_call.impaired
             assert impaired is not None
-            path = impaired.stats()
+            path = impaired.statistics()
     user = [t.text for t in turns if t.role == "user"]
     assert user == list(DEMO_PHRASES)  # every word right despite the impairment
     assert all(t.status == "completed" for t in turns)
@@ -162,8 +154,8 @@ async def test_concealment_keeps_transcripts_right_and_the_reply_without_holes(
     allowed = 2 + (client.underruns + client.dropped // 10 if client is not None else 0)
     assert changes <= allowed, (said_spans, heard_spans)
     # the path really was impaired both ways, and both buffers concealed what it lost
-    assert path["received"]["dropped"] > 5 and path["sent"]["dropped"] > 5
-    assert path["received"]["overtaken"] > 0 and path["sent"]["overtaken"] > 0
+    assert path.received.dropped > 5 and path.sent.dropped > 5
+    assert path.received.overtaken > 0 and path.sent.overtaken > 0
     assert client is not None and client.lost > 0 and client.concealed_ms > 0
     assert len(server_stats) == 1 and server_stats[0].lost > 0
     validator.assert_valid()

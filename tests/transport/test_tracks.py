@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import wave
+from pathlib import Path
 from typing import Any
 
 import av
@@ -15,11 +17,12 @@ from aiortc.mediastreams import MediaStreamError
 
 from livetalk.audio.clock import ManualClock, MediaClock
 from livetalk.audio.format import rms_dbfs
-from livetalk.audio.resample import resample
+from livetalk.audio.resample import Resampler, resample
 from livetalk.audio.sinks import BufferSink
-from livetalk.audio.sources import ArraySource
+from livetalk.audio.sources import ArraySource, FileSource
 from livetalk.errors import AudioFormatError
 from livetalk.transport.tracks import TAIL_FRAMES, OutboundAudioTrack, RemoteAudioReader
+from tests.resampling import spy_on_resampling
 
 
 def sine(rate: int, seconds: float, freq: float = 440.0, amp: float = 8000) -> np.ndarray:
@@ -77,7 +80,7 @@ async def test_packets_are_20ms_mono_opus_with_incrementing_pts() -> None:
     decoded = decode(packets)
     assert decoded.shape == (4 * 960, 2)
     assert (decoded[:, 0] == decoded[:, 1]).all()  # decoders put mono on both channels
-    assert track.stats()["frames"] == 4
+    assert track.statistics().frames == 4
 
 
 async def test_frames_without_preencoding_are_20ms_stereo_s16() -> None:
@@ -138,7 +141,7 @@ async def test_silence_is_a_cached_packet_with_no_encoding() -> None:
     after = [bytes(p) for p in sent[2 + TAIL_FRAMES :]]
     assert after == [bytes(idle[0])] * (8 - TAIL_FRAMES)
     assert [p.pts for p in sent] == [960 * k for k in range(5, 15)]
-    assert track.stats()["encoded_frames"] == 2 + TAIL_FRAMES
+    assert track.statistics().encoded_frames == 2 + TAIL_FRAMES
 
 
 async def test_queued_audio_is_resampled(preencode: bool) -> None:
@@ -196,7 +199,7 @@ async def test_overflow_drops_oldest_and_counts() -> None:
     track = OutboundAudioTrack(ManualClock(autoadvance=True), max_buffer_ms=100)
     track.enqueue(np.full(4800, 1, dtype=np.int16), 48000)
     track.enqueue(np.full(960, 2, dtype=np.int16), 48000)
-    assert track.stats()["dropped_ms"] == 20.0
+    assert track.statistics().dropped_ms == 20.0
     assert track.queued_ms == 100.0
 
 # -- OutboundAudioTrack: pacing -----------------------------------------------------------------
@@ -277,7 +280,7 @@ async def test_idle_track_does_not_wait_for_input() -> None:
     track = OutboundAudioTrack(clock)
     track.enqueue(np.full(960, 100, dtype=np.int16), 48000)
     await track.recv()
-    clock.advance(0.5)  # long after the last input: the track idles on silence, on time
+    clock.advance(0.6)  # long after the last input: the track idles on silence, on time
     frames = await pull(track, 3)
     assert len(frames) == 3 and track.silence_frames == 3
 
@@ -333,7 +336,7 @@ async def test_clear_drops_queue_with_short_fade(preencode: bool) -> None:
     fade = await pull_pcm(track, 1)
     assert fade[0] > 9900 and 0 < fade[239] < 100 and not fade[240:].any()
     assert fade[0] >= fade[100] >= fade[200]
-    assert track.stats()["cleared_ms"] == pytest.approx(dropped)
+    assert track.statistics().cleared_ms == pytest.approx(dropped)
     await pull(track, 10)
     assert track.encoded_frames == (3 + TAIL_FRAMES if preencode else 0)
 
@@ -389,6 +392,170 @@ async def test_play_returns_when_the_track_stops() -> None:
     await player
     assert source.closed
     await track.wait_drained()
+
+
+# -- OutboundAudioTrack: one resampling each way, the sent-audio view ------------------------
+
+
+def chirp(rate: int, seconds: float = 1.0, f0: float = 200.0, f1: float = 10_000.0,
+          amp: float = 8000) -> np.ndarray:
+    """A linear sweep from ``f0`` to ``f1``, computed directly at ``rate`` (no resampling)."""
+    t = np.arange(int(rate * seconds)) / rate
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    return np.rint(np.sin(phase) * amp).astype(np.int16)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalized correlation of two signals at zero lag (over the shorter one)."""
+    n = min(a.size, b.size)
+    x, y = a[:n].astype(np.float64), b[:n].astype(np.float64)
+    return float(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y)))
+
+
+async def pull_views(track: OutboundAudioTrack, views: list[np.ndarray],
+                     n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The 48 kHz PCM of the next ``n`` frames, and the view ``on_sent_audio`` got of each."""
+    sent, seen = [], []
+    for _ in range(n):
+        before = len(views)
+        await track.recv()
+        sent.append(track.last_pcm)
+        assert len(views) == before + 1  # one view per frame, silence included
+        seen.append(views[-1])
+    return np.concatenate(sent), seen
+
+
+async def test_48k_audio_is_sent_untouched_and_viewed_through_one_resampler(
+        preencode: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = spy_on_resampling(monkeypatch)
+    views: list[np.ndarray] = []
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), preencode=preencode,
+                               on_sent_audio=views.append)
+    pcm = chirp(48000)
+    track.enqueue(pcm, 48000)
+    sent, _ = await pull_views(track, views, 55)  # 50 frames of the sweep, 5 of silence
+    conversions = log.conversions  # before the reference below adds its own
+    calls = log.calls_of(48000, 24000)
+    view = np.concatenate(views)
+
+    # the way to the encoder: no resampling at all; the view: one resampler, 48 -> 24 kHz
+    assert sent[: pcm.size].tolist() == pcm.tolist()
+    assert conversions == [(48000, 24000)]
+    assert calls <= 55
+    # (a) the view is a reference resampling of what was sent, sample for sample ...
+    reference = resample(sent, 48000, 24000)
+    assert view.tolist() == reference[: view.size].tolist()
+    assert 0 < reference.size - view.size <= 32  # the filter's delay, still held at the end
+    # ... in time and in shape with the sweep computed directly at 24 kHz
+    assert _correlation(view, chirp(24000)) > 0.999
+    assert _correlation(view[1:], chirp(24000)) < 0.5  # one sample off: no match
+    # the pair average the view replaced: high frequencies dulled and folded back
+    pairs = (sent[0::2].astype(np.int32) + sent[1::2]) >> 1
+    assert _correlation(pairs, chirp(24000)) < 0.95
+
+
+async def test_a_48k_file_is_resampled_once_on_the_way_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13's case: a 48 kHz file went 48 -> 24 -> 48 -> 24 kHz through three resamplers.
+    Now it is decoded at the track's rate, sent as it is, and viewed at 24 kHz once."""
+    path = tmp_path / "question48k.wav"
+    pcm = chirp(48000, 0.9)  # decoded in one step: every chunk is ready before the first frame
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    log = spy_on_resampling(monkeypatch)
+    views: list[np.ndarray] = []
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), on_sent_audio=views.append)
+    source = FileSource(path, rate=48000)  # what call.stream(path) opens over WebRTC
+    await source.check()
+    player = asyncio.create_task(track.play(source))
+    await asyncio.sleep(0)
+    sent = []
+    while not player.done() or track.queued_ms:
+        await track.recv()
+        sent.append(track.last_pcm)
+        await asyncio.sleep(0)
+    await player
+    assert np.concatenate(sent)[: pcm.size].tolist() == pcm.tolist()
+    assert log.conversions == [(48000, 24000)]  # the view's, and nothing else
+    assert _correlation(np.concatenate(views), chirp(24000, 0.9)) > 0.999
+
+
+async def test_the_view_does_not_alias_a_tone_above_12k_into_the_band() -> None:
+    views: list[np.ndarray] = []
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), on_sent_audio=views.append)
+    tone = sine(48000, 0.5, freq=15_000)
+    track.enqueue(tone, 48000)
+    sent, _ = await pull_views(track, views, 25)
+    steady = np.concatenate(views)[480:-480]
+    assert rms_dbfs(steady) < rms_dbfs(tone) - 60  # above 12 kHz there is nothing to keep
+    # The pair average the view replaced folds the tone down to 9 kHz at about -5 dB.
+    pairs = ((sent[0::2].astype(np.int32) + sent[1::2]) >> 1).astype(np.int16)[480:-480]
+    assert rms_dbfs(pairs) > rms_dbfs(tone) - 10
+
+
+async def test_24k_audio_is_resampled_once_each_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = spy_on_resampling(monkeypatch)
+    views: list[np.ndarray] = []
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), on_sent_audio=views.append)
+    pcm = chirp(24000)
+    for k in range(0, pcm.size, 2400):  # 100 ms chunks, as a source yields them
+        track.enqueue(pcm[k:k + 2400], 24000)
+    await pull_views(track, views, 55)
+    # up to the encoder once (24 -> 48 kHz), and the view once (48 -> 24 kHz)
+    assert log.conversions == [(24000, 48000), (48000, 24000)]
+    assert log.calls_of(24000, 48000) == 10
+    assert _correlation(np.concatenate(views), pcm) > 0.999
+
+
+async def test_the_view_skips_settled_silence_and_stays_exact(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    log = spy_on_resampling(monkeypatch)
+    views: list[np.ndarray] = []
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), on_sent_audio=views.append)
+    track.enqueue(chirp(48000, 0.3), 48000)
+    first, seen = await pull_views(track, views, 40)  # 15 frames of audio, 25 of silence
+    track.enqueue(sine(48000, 0.2), 48000)
+    track.mute()
+    muted, seen_muted = await pull_views(track, views, 5)  # consumed, sent as silence
+    track.unmute()
+    second, seen_second = await pull_views(track, views, 20)  # 5 frames of audio, 15 silent
+    calls = log.calls_of(48000, 24000)
+
+    # The silent frames after the first three of each stretch were not filtered ...
+    assert calls == 15 + 3 + 5 + 3
+    # ... and the view is still exactly one resampler run over every frame sent.
+    frames = np.concatenate([first, muted, second]).reshape(-1, 960)
+    plain = Resampler(48000, 24000)
+    expected = [plain.process(frame) for frame in frames]
+    assert [v.tolist() for v in seen + seen_muted + seen_second] == [
+        e.tolist() for e in expected]
+    assert not np.concatenate(seen_muted).any()
+    assert sum(v.size for v in views) == 65 * 480 - 16  # the frames' time, less the delay
+
+
+async def test_the_view_at_another_rate_and_its_validation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    log = spy_on_resampling(monkeypatch)
+    views: list[np.ndarray] = []
+    track = OutboundAudioTrack(ManualClock(autoadvance=True), on_sent_audio=views.append,
+                               sent_audio_rate=16000)
+    track.enqueue(sine(48000, 0.2), 48000)
+    await pull_views(track, views, 20)
+    assert log.conversions == [(48000, 16000)]
+    assert abs(sum(v.size for v in views) - 20 * 320) <= 32
+    with pytest.raises(AudioFormatError, match="sent_audio_rate"):
+        OutboundAudioTrack(ManualClock(), sent_audio_rate=0)
+
+
+async def test_no_view_is_made_without_a_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = spy_on_resampling(monkeypatch)
+    track = OutboundAudioTrack(ManualClock(autoadvance=True))
+    track.enqueue(sine(48000, 0.2), 48000)
+    await pull(track, 10)
+    assert track.on_sent_audio is None and log.conversions == []
 
 
 # -- Opus level and continuity ---------------------------------------------------------------
@@ -530,6 +697,37 @@ async def test_reader_downmixes_resamples_and_feeds_consumers() -> None:
     n = min(got.size, expected.size)
     assert np.abs(got[:n].astype(np.int32) - expected[:n]).max() <= 2
     await reader.stop()
+
+
+async def test_reader_passes_frames_at_its_rate_through_untouched(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What livetalk's receive jitter buffer hands over (24 kHz mono s16) is not resampled."""
+    log = spy_on_resampling(monkeypatch)
+    pcm = chirp(24000, 0.2)
+    frames = []
+    for k in range(0, pcm.size, 480):
+        frame = av.AudioFrame.from_ndarray(pcm[k:k + 480].reshape(1, -1), format="s16",
+                                           layout="mono")
+        frame.sample_rate = 24000
+        frames.append(frame)
+    sink = BufferSink(24000)
+    async with RemoteAudioReader(FakeRemoteTrack(frames), on_audio=sink) as reader:  # type: ignore[arg-type]
+        await reader.wait_ended()
+    assert sink.array().tolist() == pcm.tolist()
+    assert log.conversions == []
+
+
+async def test_reader_resamples_aiortc_frames_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiortc's own decoder delivers 48 kHz stereo: one resampler, once, to the reader's rate."""
+    log = spy_on_resampling(monkeypatch)
+    pcm = sine(48000, 0.2)
+    sink = BufferSink(24000)
+    async with RemoteAudioReader(FakeRemoteTrack(stereo_frames(pcm, pcm)),  # type: ignore[arg-type]
+                                 on_audio=sink) as reader:
+        await reader.wait_ended()
+    assert log.conversions == [(48000, 24000)]
+    assert log.calls_of(48000, 24000) == 10
+    assert abs(sink.samples - 4800) <= 2
 
 
 async def test_reader_handles_planar_float_frames_at_another_rate() -> None:

@@ -32,6 +32,7 @@ from livetalk.transport.websocket import (
     encode_append,
     realtime_url,
 )
+from tests.resampling import spy_on_resampling
 
 pytest.importorskip("websockets")
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
@@ -259,6 +260,58 @@ async def test_audio_at_another_rate_is_resampled_to_24k(peer_factory) -> None:
     while not peer.received or peer.received[-1]["type"] != "input_audio_buffer.commit":
         await peer.wait_for(len(peer.received) + 1)
     assert abs(peer.appends().size - 24000) < 100  # one second at 24 kHz
+    await transport.close()
+
+
+async def _until_committed(peer: Peer) -> None:
+    while not peer.received or peer.received[-1]["type"] != "input_audio_buffer.commit":
+        await peer.wait_for(len(peer.received) + 1)
+
+
+def _tone(rate: int, seconds: float = 1.0, freq: float = 300.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sin(2 * np.pi * freq * t) * 9000).astype(np.int16)
+
+
+async def test_48k_audio_is_resampled_once_and_the_view_is_what_left(
+        peer_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = await peer_factory()
+    transport, _ = await _open(peer)
+    log = spy_on_resampling(monkeypatch)
+    sent: list[np.ndarray] = []
+    transport.on_sent_audio = sent.append
+    transport.send_audio(_tone(48000), 48000)
+    transport.send('{"type":"input_audio_buffer.commit"}')
+    await _until_committed(peer)
+    assert log.conversions == [(48000, 24000)]  # straight to the wire rate, once
+    assert np.array_equal(np.concatenate(sent), peer.appends())  # PCM16: the view is the wire
+    await transport.close()
+
+
+async def test_g711_input_is_resampled_once_to_8k_and_viewed_once_at_24k(
+        peer_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = await peer_factory()
+    transport, _ = await _open(peer)
+    assert transport.input_rate == 24000
+    transport.set_audio_formats("audio/pcmu", "audio/pcm")
+    assert transport.input_rate == 8000  # what call.stream(path) decodes files to
+    log = spy_on_resampling(monkeypatch)
+    sent: list[np.ndarray] = []
+    transport.on_sent_audio = sent.append
+    transport.send_audio(_tone(48000), 48000)
+    transport.send('{"type":"input_audio_buffer.commit"}')
+    await _until_committed(peer)
+    # 48 -> 8 kHz for the wire and 8 -> 24 kHz for the view: never 48 -> 24 -> 8 kHz
+    assert log.conversions == [(8000, 24000), (48000, 8000)]
+    payloads = [base64.b64decode(e["audio"]) for e in peer.received
+                if e["type"] == "input_audio_buffer.append"]
+    assert [len(p) for p in payloads[:-1]] == [800] * (len(payloads) - 1)  # 100 ms at 8 kHz
+    wire = np.concatenate([EventAudioCodec("audio/pcmu").decode(p) for p in payloads])
+    view = np.concatenate(sent)
+    # a second each, less what the filters still hold (their delays: a few milliseconds)
+    assert 0 <= 8000 - wire.size <= 80 and 0 <= 24000 - view.size <= 240
+    assert np.corrcoef(view[:23000].astype(float), _tone(24000)[:23000].astype(float))[0, 1] > 0.99
+    assert transport.sent_ms == pytest.approx(wire.size / 8)
     await transport.close()
 
 
