@@ -82,14 +82,6 @@ TAIL_FRAMES = 3
 """Frames of zeros encoded after audio before cached silence takes over: they flush the
 encoder's look-ahead and settle its state, so that the switch does not click."""
 _PRIME_FRAMES = 3
-_LATE_INPUT_GRACE_S = 0.04
-"""How long a frame that finds its live input missing waits for it (a microphone block still
-on its way through a busy event loop). Sending the frame short instead would put a gap of
-zeros in the stream and delay everything queued after it for good, one gap at a time. It
-waits once per gap: input that really stopped costs one wait, then frames go out on time."""
-_LIVE_INPUT_S = 0.5
-"""Input counts as live for this long after the last :meth:`OutboundAudioTrack.enqueue`,
-unless flush_input ended it."""
 _SETTLED_FRAMES = 2
 """Silent frames in a row, each viewed as exact zeros, after which the sent-audio view's
 filter holds only zeros (its history is far shorter than a frame)."""
@@ -211,10 +203,6 @@ class OutboundAudioTrack(MediaStreamTrack):
                 self._silence_packet = bytes(self._encode(_SILENCE))
         self._start: float | None = None
         self._muted = False
-        self._last_input: float | None = None  # clock time of the last enqueue
-        self._input_ended = True  # flush_input() since the last enqueue (or nothing yet)
-        self._arrival: asyncio.Future[None] | None = None  # a frame waiting for late input
-        self._gave_up = False  # a frame waited for input in vain: no more waits until it comes
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.last_pcm: PCM = _SILENCE
         """The 48 kHz mono PCM of the frame :meth:`recv` returned last, as sent (zeros for
@@ -261,18 +249,12 @@ class OutboundAudioTrack(MediaStreamTrack):
         if resampler is None:
             resampler = self._resamplers[rate] = Resampler(check_rate(rate), RTC_RATE)
         self._buffer.write(resampler.process(check_pcm(pcm)))
-        self._last_input = self.clock.now()
-        self._input_ended = False
-        self._gave_up = False
-        self._wake_late_frame()
 
     def flush_input(self) -> None:
         """End the input stream: queue what the resamplers still hold (a few samples)."""
         for resampler in self._resamplers.values():
             self._buffer.write(resampler.flush())
         self._buffer.mark_end()
-        self._input_ended = True
-        self._wake_late_frame()
 
     async def play(self, source: Source, *, high_water_ms: float = 200) -> None:
         """Send a whole source, then close it.
@@ -381,9 +363,6 @@ class OutboundAudioTrack(MediaStreamTrack):
             if lateness_ms > FRAME_MS:
                 self.late_frames += 1
 
-        await self._wait_for_late_input()
-        if self.readyState != "live":
-            raise MediaStreamError
         got = self._buffer.read_into(self._scratch)
         pcm = self._scratch.copy() if got and not self._muted else _SILENCE
         self.last_pcm = pcm
@@ -408,34 +387,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         """End the track: ``recv()`` raises MediaStreamError, waiters in ``play()`` return."""
         super().stop()
         self._wake_waiters()
-        self._wake_late_frame()
 
     # -- internals -------------------------------------------------------------------------
-
-    async def _wait_for_late_input(self) -> None:
-        """Give live input that is missing for this frame up to :data:`_LATE_INPUT_GRACE_S`
-        to arrive, instead of sending the frame short (see there)."""
-        clock = self.clock
-        if (self._buffer.buffered >= FRAME_SAMPLES or self._input_ended or self._gave_up
-                or self._last_input is None or clock.now() - self._last_input > _LIVE_INPUT_S):
-            return
-        deadline = clock.now() + _LATE_INPUT_GRACE_S
-        while (self._buffer.buffered < FRAME_SAMPLES and not self._input_ended
-               and self.readyState == "live"):
-            if clock.now() >= deadline:
-                self._gave_up = True
-                return
-            arrival = self._arrival = asyncio.get_running_loop().create_future()
-            sleeper = asyncio.ensure_future(clock.sleep_until(deadline))
-            try:
-                await asyncio.wait((arrival, sleeper), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                self._arrival = None
-
-    def _wake_late_frame(self) -> None:
-        if self._arrival is not None and not self._arrival.done():
-            self._arrival.set_result(None)
 
     def _sent_view(self, pcm: PCM) -> PCM:
         """The frame's audio at :attr:`sent_audio_rate`, from the one stateful view resampler.

@@ -238,53 +238,6 @@ async def test_late_frames_are_sent_at_once_and_counted() -> None:
     assert (await waiting).pts == 960 * 6
 
 
-async def test_live_input_a_little_late_is_waited_for_not_padded_with_zeros() -> None:
-    """A microphone block arriving a few ms after its frame was due (the loop was busy) goes
-    out in that frame, late, instead of a frame of zeros that would also push everything
-    after it one frame later for the rest of the call."""
-    clock = ManualClock()
-    track = OutboundAudioTrack(clock, preencode=False)
-    track.enqueue(np.full(960, 100, dtype=np.int16), 48000)
-    await track.recv()  # frame 0, due at once
-    pending = asyncio.create_task(track.recv())
-    clock.advance(0.02)  # frame 1 is due, its audio not there yet
-    await asyncio.sleep(0)
-    assert not pending.done()
-    clock.advance(0.01)
-    track.enqueue(np.full(960, 200, dtype=np.int16), 48000)  # 10 ms late
-    await pending
-    assert int(track.last_pcm[0]) == 200 and track.silence_frames == 0
-    assert track.queued_ms == 0  # nothing left behind: no delay added
-    # input that stays away: after the grace the frame goes out as silence...
-    pending = asyncio.create_task(track.recv())
-    clock.advance(0.01)  # frame 2 due at 40 ms
-    await asyncio.sleep(0)
-    assert not pending.done()
-    clock.advance(0.04)
-    await pending
-    assert track.silence_frames == 1
-    # ...and so do the next ones, on time, until input comes again
-    clock.advance(0.01)  # frame 3 due at 60 ms
-    await asyncio.wait_for(track.recv(), 1)
-    assert track.silence_frames == 2
-    # input ended on purpose (flush_input): no waiting at all
-    track.enqueue(np.full(480, 300, dtype=np.int16), 48000)
-    track.flush_input()
-    clock.advance(0.02)
-    await track.recv()
-    assert int(track.last_pcm[0]) == 300 and int(track.last_pcm[-1]) == 0
-
-
-async def test_idle_track_does_not_wait_for_input() -> None:
-    clock = ManualClock()
-    track = OutboundAudioTrack(clock)
-    track.enqueue(np.full(960, 100, dtype=np.int16), 48000)
-    await track.recv()
-    clock.advance(0.6)  # long after the last input: the track idles on silence, on time
-    frames = await pull(track, 3)
-    assert len(frames) == 3 and track.silence_frames == 3
-
-
 async def test_fast_media_clock_runs() -> None:
     track = OutboundAudioTrack(MediaClock(speed=1000.0))
     frames = await pull(track, 50)
