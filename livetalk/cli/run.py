@@ -210,14 +210,16 @@ async def _run_call(source: FileSource, sink: WavSink | None, options: RunOption
             await call.stream(concat(source, SilenceSource(_TAIL_SILENCE_S, rate=source.rate)))
             await _wait_until_answered(call, lambda: speech_started, options.timeout)
         finally:
-            await call.close()
-            for task in tasks:
-                with contextlib.suppress(CallClosedError):
-                    await task
-            turns = call.turns_so_far
-            summary.user_turns = sum(1 for t in turns if t.role == "user")
-            summary.assistant_turns = sum(1 for t in turns if t.role == "assistant")
-            summary.usage = call.usage.to_dict()
+            try:
+                await call.close()
+                for task in tasks:
+                    with contextlib.suppress(CallClosedError):
+                        await task
+            finally:  # the turns are counted even when closing is interrupted
+                turns = call.turns_so_far
+                summary.user_turns = sum(1 for t in turns if t.role == "user")
+                summary.assistant_turns = sum(1 for t in turns if t.role == "assistant")
+                summary.usage = call.usage.to_dict()
         if call.failure is not None:  # the turns so far are printed; report the failure
             raise call.failure
 

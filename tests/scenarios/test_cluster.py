@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from livetalk.cli import build_parser, script as script_command
@@ -249,6 +250,8 @@ async def test_failures_end_as_errors_with_their_reason(cluster, tmp_path) -> No
     from livetalk.server.tts import EspeakSynthesizer
 
     pcm, rate = EspeakSynthesizer().synthesize(PHRASES[0])
+    pad = np.zeros(rate // 2, dtype=pcm.dtype)  # a recording has a moment of quiet around it
+    pcm = np.concatenate([pad, pcm, pad])
     import wave
 
     (tmp_path / "rec").mkdir()
