@@ -126,7 +126,7 @@ class PeerCall:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-async def _read_offer(request: web.Request) -> str:
+async def read_offer(request: web.Request) -> str:
     """The SDP of a raw ``application/sdp`` body or of the multipart ``sdp`` part."""
     if request.content_type != "multipart/form-data":
         return await request.text()
@@ -136,7 +136,8 @@ async def _read_offer(request: web.Request) -> str:
     raise web.HTTPBadRequest(text="no sdp part")
 
 
-async def _drain(track: MediaStreamTrack) -> None:
+async def drain(track: MediaStreamTrack) -> None:
+    """Read a remote track until it ends, so aiortc's receive queue does not grow."""
     with contextlib.suppress(MediaStreamError):
         while True:
             await track.recv()
@@ -186,7 +187,7 @@ class EchoPeer:
             await self._runner.cleanup()
 
     async def _answer(self, request: web.Request) -> web.Response:
-        sdp = await _read_offer(request)
+        sdp = await read_offer(request)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         call = PeerCall(id="rtc_" + secrets.token_hex(8), pc=pc)
 
@@ -196,7 +197,7 @@ class EchoPeer:
                 call.track = EchoTrack(remote)
             else:
                 call.track = ToneTrack(self._packets)
-                call.tasks.append(asyncio.ensure_future(_drain(remote)))
+                call.tasks.append(asyncio.ensure_future(drain(remote)))
 
         @pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:

@@ -209,8 +209,11 @@ read the ratios, not the absolute values, and re-run before quoting a figure.
    WebSocket (`client.realtime.connect`, 100 ms `input_audio_buffer.append`,
    `response.output_audio.delta`). Both include the 500 ms of silence the VAD waits for.
 6. **Accelerated feeding**: a multi-turn recording (`livetalk.server.tts.render_turns`, 1.5 s
-   gaps) through `connect(speed=N)` against `serve(realtime_factor=N)`; every user turn must
-   come back, transcribed as spoken.
+   gaps) through `connect(speed=N)` against `serve(realtime_factor=N)`, the server hearing
+   with pocketsphinx told the phrases (word for word); every user turn must come back,
+   transcribed as spoken. The outbound track keeps `speed` times its 200 ms queue margin
+   (20 ms of real time at 10x ran dry whenever the in-process server held the event loop,
+   and each dry frame put silence inside a word: 24 turns for 21, 4-9 exact).
 7. **Local server CPU**: `livetalk.server.serve` in its own process pinned to core 1
    (`bench/local_server.py`), livetalk clients streaming a tone to it from core 0; the
    server's CPU (`/proc/PID/stat`, all threads) over the same window, per call-second. The

@@ -277,7 +277,7 @@ class Runner:
         self.rows.append(Row(
             "local server: speaking calls per core", f">= {goal}",
             f"{best} measured ({limit}); {projected} projected at 90 %",
-            f"{per_call:.1f} ms/s per call at {best}", None,
+            f"{per_call:.1f} ms/s per call at {healthy[-1]['calls'] if healthy else 0}", None,
             best >= goal or (limit.startswith("clients") and projected >= goal),
             "the server's core saturated"))
 

@@ -40,10 +40,11 @@ from typing import Any
 
 import av
 import numpy as np
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import WSMsgType, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from bench.echo_peer import drain, read_offer
 from livetalk.transport.ice import loopback_candidates
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -437,21 +438,6 @@ class _Answered:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-async def _read_offer(request: web.Request) -> str:
-    if request.content_type != "multipart/form-data":
-        return await request.text()
-    async for part in await request.multipart():
-        if isinstance(part, BodyPartReader) and part.name == "sdp":
-            return (await part.read(decode=True)).decode("utf-8")
-    raise web.HTTPBadRequest(text="no sdp part")
-
-
-async def _drain(track: MediaStreamTrack) -> None:
-    with contextlib.suppress(MediaStreamError):
-        while True:
-            await track.recv()
-
-
 class WebRTCReplay:
     """A loopback ``/v1/realtime/calls`` answerer playing a recording on ``oai-events``.
 
@@ -511,7 +497,7 @@ class WebRTCReplay:
             await self._runner.cleanup()
 
     async def _answer(self, request: web.Request) -> web.Response:
-        offer = await _read_offer(request)
+        offer = await read_offer(request)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         track = _SpeakerTrack()
         player = _Player(self.recording, awaited=self.awaited, speed=self.speed)
@@ -528,7 +514,7 @@ class WebRTCReplay:
 
         @pc.on("track")
         def on_track(remote: MediaStreamTrack) -> None:
-            call.tasks.append(asyncio.ensure_future(_drain(remote)))
+            call.tasks.append(asyncio.ensure_future(drain(remote)))
 
         @pc.on("datachannel")
         def on_datachannel(channel: Any) -> None:

@@ -27,6 +27,11 @@ __all__ = ["Clock", "ManualClock", "MediaClock"]
 class Clock(Protocol):
     """A source of media time, in seconds."""
 
+    @property
+    def speed(self) -> float:
+        """Media seconds per real second (1 for a clock that is not tied to real time)."""
+        ...
+
     def now(self) -> float:
         """Current media time in seconds."""
         ...
@@ -99,6 +104,12 @@ class ManualClock:
         self.autoadvance = autoadvance
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+
+    @property
+    def speed(self) -> float:
+        """1: a manual clock is not tied to real time (buffers size their margins as in
+        real time)."""
+        return 1.0
 
     def now(self) -> float:
         """Current media time in seconds."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -35,16 +34,6 @@ async def _offer() -> tuple[RTCPeerConnection, str]:
 def _form(**parts: str) -> FormData:
     """A multipart form with string parts and no per-part Content-Type, like FormData in JS."""
     return FormData(parts, default_to_multipart=True)
-
-
-@pytest.fixture
-async def client(transcriber: Any, synthesizer: Any) -> AsyncIterator[TestClient[Any, Any]]:
-    """The server's app on aiohttp's test server (its calls are closed afterwards)."""
-    srv = LocalServer(transcriber=transcriber, synthesizer=synthesizer)
-    async with TestClient(TestServer(srv.app)) as test_client:
-        test_client.local_server = srv  # type: ignore[attr-defined]
-        yield test_client
-    await srv.stop()
 
 
 def _assert_envelope(body: Any, code: str | None, error_type: str = "invalid_request_error"

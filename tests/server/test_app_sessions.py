@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pytest
 from aiohttp import FormData
-from aiohttp.test_utils import TestClient, TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection
 from openai.types.realtime import RealtimeServerEvent, RealtimeSessionCreateResponse
 from pydantic import Field, TypeAdapter
@@ -35,15 +33,6 @@ assert len(REALTIME_MODELS) >= len(TRANSCRIPTION_MODELS)
 def _session(model: str, transcription: str) -> dict[str, Any]:
     return {"type": "realtime", "model": model,
             "audio": {"input": {"transcription": {"model": transcription}}}}
-
-
-@pytest.fixture
-async def client(transcriber: Any, synthesizer: Any) -> AsyncIterator[TestClient[Any, Any]]:
-    srv = LocalServer(transcriber=transcriber, synthesizer=synthesizer)
-    async with TestClient(TestServer(srv.app)) as test_client:
-        test_client.local_server = srv  # type: ignore[attr-defined]
-        yield test_client
-    await srv.stop()
 
 
 async def _receive(ws: Any) -> dict[str, Any]:

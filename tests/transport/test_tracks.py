@@ -322,6 +322,31 @@ async def test_play_applies_backpressure_and_sends_everything(preencode: bool) -
     assert np.concatenate(sent)[: expected.size].tolist() == expected.tolist()
 
 
+class _FastManualClock(ManualClock):
+    """A manual clock standing for media time at 10x real time."""
+
+    @property
+    def speed(self) -> float:
+        return 10.0
+
+
+@pytest.mark.parametrize(("clock", "margin_ms"), [(ManualClock(), 200), (_FastManualClock(), 2000)],
+                         ids=["real-time", "10x"])
+async def test_play_keeps_the_same_real_time_margin_at_any_speed(clock: ManualClock,
+                                                               margin_ms: float) -> None:
+    """The queue a source is kept ahead by is 200 ms of real time: at 10x, 2 s of media (a
+    20 ms margin ran dry whenever the event loop was late, putting silence inside words)."""
+    track = OutboundAudioTrack(clock)
+    player = asyncio.create_task(track.play(ArraySource(sine(24000, 5.0), 24000)))
+    for _ in range(100):  # the clock stands still: play() fills the queue and waits
+        await asyncio.sleep(0)
+    assert not player.done()
+    assert margin_ms < track.queued_ms <= margin_ms + 100 + 1
+    player.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await player
+
+
 async def test_wait_drained() -> None:
     track = OutboundAudioTrack(ManualClock(autoadvance=True))
     await track.wait_drained()  # nothing queued
