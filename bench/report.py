@@ -306,6 +306,7 @@ livetalk's own tracks send 64 kbit/s CELT, which carries no FEC, so their losses
 
 ## Running it
 
+<!-- docs-test: skip long: the full run takes about ten minutes -->
 ```sh
 make bench                                 # the full run (under 10 minutes)
 .venv/bin/python -m bench.run_all --quick  # a smoke run at minimal sizes

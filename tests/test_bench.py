@@ -106,6 +106,9 @@ def test_report_renders_every_row(tmp_path: Path) -> None:
                            quick=True)
     assert "| one way down | <= 50 ms | 24.0 ms | 88.0 ms | 0.27 | met |" in page
     assert info["cpu"] in page
+    # the page's docs test must not run `make bench` itself: the block carries its skip
+    skip = "<!-- docs-test: skip long: the full run takes about ten minutes -->"
+    assert f"{skip}\n```sh\nmake bench" in page
 
 
 def test_scenario_scale_bench_batches_and_renders() -> None:

@@ -85,7 +85,8 @@ class Transport(Protocol):
         """Queue user audio (int16 mono at ``rate``)."""
 
     async def play(self, source: Source) -> None:
-        """Send every chunk of an audio source, paced by the transport's media clock."""
+        """Send every chunk of an audio source, paced by the transport's media clock; return
+        once it has all been sent."""
 
     def clear_outbound(self) -> float:
         """Drop queued user audio; return the milliseconds dropped."""

@@ -263,8 +263,10 @@ class WebRTCTransport:
         self.track.enqueue(pcm, rate)
 
     async def play(self, source: Source) -> None:
-        """Feed a source to the outbound track, paced by its clock."""
+        """Feed a source to the outbound track, paced by its clock; return once its audio
+        has been sent (not merely queued), as over WebSocket."""
         await self.track.play(source)
+        await self.track.wait_drained()
 
     def clear_outbound(self) -> float:
         """Drop the audio queued on the outbound track."""
