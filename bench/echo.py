@@ -198,6 +198,8 @@ def render(info: dict[str, Any], sim: list[dict[str, Any]], real: list[dict[str,
                 f"({r['false_during_reply']}) | {r['barge_ins_detected']}/{r['barge_ins']} | "
                 f"{', '.join(f'{d:.0f}' for d in r['barge_in_delays_ms'])} | {erle} | "
                 f"{r['seconds']} | {goals} |")
+        lines += ["", "Why `aec` misses where it does, and what the misses mean: "
+                  "[audio.md](audio.md#what-was-measured)."]
     return "\n".join(lines) + "\n"
 
 
