@@ -54,10 +54,15 @@ async def test_demo_over_websocket_gives_the_webrtc_turns(server, validator) -> 
     assert user == DEMO_USER
     assert [t.generated_text for t in assistant] == [f"You said: {t}." for t in DEMO_USER]
     # fed at 8x, the next question may start while a reply still plays (by the client's
-    # playout clock): that reply is then cut where it was, with the words heard
+    # playout clock): that reply is then cut where it was, with the words heard. A cut in
+    # the reply's trailing quiet hears every word, so a cancelled turn may have them all.
     for turn in assistant:
         assert turn.generated_text is not None and turn.generated_text.startswith(turn.text)
-        assert turn.status == ("completed" if turn.text == turn.generated_text else "cancelled")
+        assert turn.status in ("completed", "cancelled")
+        if turn.status == "completed":
+            assert turn.text == turn.generated_text
+        if turn.text != turn.generated_text:
+            assert turn.status == "cancelled"
     assert [t.role for t in turns] == ["user", "assistant"] * 3
     assert 14_000 <= sent_ms <= 15_500  # 13.7 s of speech + 1.2 s of silence, all sent
     audio = reply.array()
