@@ -419,15 +419,46 @@ class TurnDetector:
             return None
         if sum(flags[-self._end_frames:]) > self._end_allowed:
             return None
-        # carry the end on over what webrtcvad alone still calls speech (a final consonant
-        # below the gate), for at most _END_TAIL_MS
+        end_ms = self._end_ms()
+        return self._stop(end_ms, end_ms * self.rate // 1000)
+
+    def _end_ms(self) -> int:
+        """Where the turn in progress ends if its speech is over: the last voiced frame, carried
+        on over what webrtcvad alone still calls speech (a final consonant below the gate) for
+        at most ``_END_TAIL_MS``."""
         raw = list(self._raw)
-        i = len(raw) - 1 - k + self._speech_end_ms // self.frame_ms  # the first frame after
+        # the first frame after the speech, as an index into raw
+        i = len(raw) - self._frames + self._speech_end_ms // self.frame_ms
         tail = 0
         while tail < self._end_tail and 0 <= i + tail < len(raw) and raw[i + tail]:
             tail += 1
-        end_ms = self._speech_end_ms + tail * self.frame_ms
-        return self._stop(end_ms, end_ms * self.rate // 1000)
+        return self._speech_end_ms + tail * self.frame_ms
+
+    @property
+    def silent_ms(self) -> int:
+        """How long the turn in progress has been quiet (since its last voiced frame), in ms
+        of media time; 0 outside a turn."""
+        return self._frames * self.frame_ms - self._speech_end_ms if self._in_speech else 0
+
+    @property
+    def end_settled(self) -> bool:
+        """True in a turn that has been quiet long enough (``_END_TAIL_MS``) for its end to be
+        known: if it stops without more speech, :meth:`peek_end` is its event."""
+        return self._in_speech and self.silent_ms > _END_TAIL_MS
+
+    def peek_end(self) -> SpeechStopped | None:
+        """The :class:`SpeechStopped` that will end the turn in progress if no more speech
+        comes, without ending it (None outside a turn).
+
+        Once :attr:`end_settled`, if the turn stops without new speech its event has this
+        ``end_ms`` and this audio: a server can start recognising the turn from here, before
+        the silence that ends it has run its course.
+        """
+        if not self._in_speech:
+            return None
+        end_ms = self._end_ms()
+        start = self._turn_start_ms * self.rate // 1000
+        return SpeechStopped(end_ms, self._audio.slice(start, end_ms * self.rate // 1000))
 
     def _stop(self, end_ms: int, end: int) -> SpeechStopped:
         start = self._turn_start_ms * self.rate // 1000

@@ -17,7 +17,9 @@ event already handed to a listener) to every attached listener:
   :class:`~livetalk.audio.vad.TurnDetector` turns it into ``speech_started`` /
   ``speech_stopped`` in media time (so it works at any feeding speed); with it null the
   audio accumulates until ``input_audio_buffer.commit``;
-* its own tasks: one ASR task per committed user item (in an executor), and the active
+* its own tasks: one ASR task per committed user item (in an executor; with server VAD it
+  starts ``_EARLY_LEAD_MS`` before the silence that ends the turn has run out, once the
+  turn's end is settled, and is dropped if the user speaks again), and the active
   response's task: the brain, then TTS, then audio queued on an :class:`AudioOutput` with
   transcript deltas paced by what has actually been played.
 
@@ -119,6 +121,10 @@ _SAY_RE = re.compile(re.escape(SAY_EXACTLY_PREFIX) + r"\s*(.*)\Z", re.DOTALL)
 _MAX_INPUT_BUFFER_S = 120
 _MIN_COMMIT_MS = 100
 _EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 700, "auto": 700, "high": 400}
+_EARLY_LEAD_MS = 300
+"""With server VAD, a turn's recognition starts this long (media time) before its silence
+ends it, so that the transcript is ready sooner after the commit; wasted if the user speaks
+again within the silence."""
 _POLL_S = 0.02
 """How often (in media seconds) the playout watcher checks the output's position."""
 _END_SLACK_MS = 5
@@ -171,6 +177,15 @@ def _audio_tokens(ms: float) -> int:
 
 def _error_detail(code: str, message: str) -> dict[str, Any]:
     return {"type": "failed", "error": {"type": "server_error", "code": code, "message": message}}
+
+
+@dataclass
+class _EarlyTurn:
+    """A turn being recognised before it is committed (see :data:`_EARLY_LEAD_MS`)."""
+
+    end: SpeechStopped
+    hints: TranscriptionHints
+    task: asyncio.Task[list[str] | Exception]
 
 
 @dataclass
@@ -334,6 +349,7 @@ class ServerSession:
         self._idle_from_ms: int | None = None
         self._audio_ms: dict[str, float] = {}
         self._transcribing: dict[str, asyncio.Task[None]] = {}
+        self._early: _EarlyTurn | None = None
         self._response: _Response | None = None
         self._last_response_id: str | None = None
         self._last_input_tokens = (0, 0)
@@ -411,6 +427,7 @@ class ServerSession:
 
     def _configure_vad(self) -> None:
         self._pending_item_id = None
+        self._drop_early()
         td = self.turn_detection
         if td is None:
             self._detector = None
@@ -446,7 +463,57 @@ class ServerSession:
                 self._on_speech_started(vad_event)
             elif isinstance(vad_event, SpeechStopped):
                 self._on_speech_stopped(vad_event)
+        self._recognise_early(self._detector)
         self._check_idle_timeout()
+
+    def _recognise_early(self, detector: TurnDetector) -> None:
+        """Start recognising the turn in progress once its end is settled and its silence is
+        within ``_EARLY_LEAD_MS`` of ending it (the commit then reuses the work)."""
+        if not detector.end_settled:
+            self._drop_early()  # the user spoke again: that end was not the turn's
+            return
+        if detector.silent_ms < detector.silence_duration_ms - _EARLY_LEAD_MS:
+            return
+        end = detector.peek_end()
+        assert end is not None
+        if self._early is not None and self._early.end.end_ms == end.end_ms:
+            return  # already under way for this very end
+        self._drop_early()
+        hints = self._hints()
+        task = self._spawn(self._recognise(end.audio, hints))
+        self._early = _EarlyTurn(end, hints, task)
+
+    def _drop_early(self) -> None:
+        if self._early is not None:
+            self._early.task.cancel()
+            self._early = None
+
+    def _take_early(self, stopped: SpeechStopped) -> asyncio.Task[list[str] | Exception] | None:
+        """The early recognition of exactly this turn, if one is under way."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        same = (early.end.end_ms == stopped.end_ms and early.end.audio.size == stopped.audio.size
+                and early.hints == self._hints())
+        if same and not early.task.cancelled():
+            return early.task
+        early.task.cancel()
+        return None
+
+    def _hints(self) -> TranscriptionHints:
+        settings = self.session["audio"]["input"].get("transcription") or {}
+        return TranscriptionHints(language=settings.get("language") or None,
+                                  prompt=settings.get("prompt") or None)
+
+    async def _recognise(self, audio: np.ndarray,
+                         hints: TranscriptionHints) -> list[str] | Exception:
+        """Recognise a turn before its commit: its pieces, or the recogniser's error (which
+        the commit's transcription reports, as if it had run then)."""
+        try:
+            return [piece async for piece in transcript_pieces(self.transcriber, audio,
+                                                               PCM_RATE, hints)]
+        except Exception as exc:
+            return exc
 
     def _stream_ms(self) -> int:
         return self._stream_samples * 1000 // PCM_RATE
@@ -466,7 +533,7 @@ class ServerSession:
         self.emit("input_audio_buffer.speech_stopped", audio_end_ms=int(stopped.end_ms),
                   item_id=item_id)
         td = self.turn_detection or {}
-        self._commit_audio(item_id, stopped.audio,
+        self._commit_audio(item_id, stopped.audio, early=self._take_early(stopped),
                            create_response=td.get("create_response", True))
 
     def _check_idle_timeout(self) -> None:
@@ -487,7 +554,8 @@ class ServerSession:
         silence = np.zeros((now - start) * PCM_RATE // 1000, dtype=np.int16)
         self._commit_audio(item_id, silence, create_response=td.get("create_response", True))
 
-    def _commit_audio(self, item_id: str, audio: np.ndarray, *, create_response: bool) -> None:
+    def _commit_audio(self, item_id: str, audio: np.ndarray, *, create_response: bool,
+                      early: asyncio.Task[list[str] | Exception] | None = None) -> None:
         previous = self.order[-1] if self.order else None
         self.emit("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
         item = {
@@ -498,25 +566,37 @@ class ServerSession:
         self._audio_ms[item_id] = audio.size * 1000 / PCM_RATE
         self._add_item(item, None)
         self.emit("conversation.item.done", item=item, previous_item_id=previous)
-        transcription = self._spawn(self._transcribe(item, audio))
+        transcription = self._spawn(self._transcribe(item, audio, early))
         self._transcribing[item_id] = transcription
         if create_response:
             self._spawn(self._respond_after_turn(transcription))
 
-    async def _transcribe(self, item: dict[str, Any], audio: np.ndarray) -> None:
+    async def _transcribe(self, item: dict[str, Any], audio: np.ndarray,
+                          early: asyncio.Task[list[str] | Exception] | None = None) -> None:
         """Fill in a committed user item's transcript (and emit the events if configured).
 
         Each piece the recogniser decodes becomes deltas (one per word) as soon as it is
-        decoded; ``completed`` carries the whole transcript and the audio's duration.
+        decoded (at once for what ``early`` recognition already has); ``completed`` carries
+        the whole transcript and the audio's duration.
         """
         item_id = item["id"]
-        settings = self.session["audio"]["input"].get("transcription")
-        configured = settings is not None
-        hints = TranscriptionHints(language=(settings or {}).get("language") or None,
-                                   prompt=(settings or {}).get("prompt") or None)
+        configured = self.session["audio"]["input"].get("transcription") is not None
         pieces: list[str] = []
+
+        async def decoded() -> AsyncIterator[str]:
+            if early is not None:
+                result = await early
+                if isinstance(result, Exception):
+                    raise result
+                for piece in result:
+                    yield piece
+                return
+            async for piece in transcript_pieces(self.transcriber, audio, PCM_RATE,
+                                                 self._hints()):
+                yield piece
+
         try:
-            async for piece in transcript_pieces(self.transcriber, audio, PCM_RATE, hints):
+            async for piece in decoded():
                 if configured:
                     for word in piece.split():
                         self.emit("conversation.item.input_audio_transcription.delta",
@@ -648,6 +728,7 @@ class ServerSession:
 
     def _on_commit(self, event: ev.InputAudioBufferCommit) -> None:
         if self._detector is not None:
+            self._drop_early()
             stopped = self._detector.force_end()
             if stopped is None:
                 raise _commit_empty(0.0)
@@ -667,6 +748,7 @@ class ServerSession:
         self._pending_item_id = None
         if self._detector is not None:
             self._detector.reset()
+        self._drop_early()
         self.emit("input_audio_buffer.cleared")
 
     def _on_output_clear(self, event: ev.OutputAudioBufferClear) -> None:

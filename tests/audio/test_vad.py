@@ -18,6 +18,7 @@ from tests.speech_helpers import (
     FIVE_GAPS_S,
     FIVE_PHRASES,
     Turns,
+    add_noise,
     feed_in_chunks,
     make_turns,
 )
@@ -139,6 +140,34 @@ def test_speech_span_trims_silence_and_noise_around_speech() -> None:
     assert speech_span(turns.pcm[:cut], 24000) == (span[0], cut)
     noise = np.random.default_rng(0).normal(0, 600, 24000 * 2).astype(np.int16)
     assert speech_span(noise, 24000) is None
+
+
+@pytest.mark.parametrize("seed", [None, 0, 1])
+def test_peek_end_once_settled_is_the_event_that_ends_the_turn(seed: int | None) -> None:
+    """In every quiet stretch of a turn, from the moment its end is settled, peek_end() gives
+    the SpeechStopped that the turn ends with if no more speech comes (noise included)."""
+    rate = 24000
+    turns = make_turns(FIVE_PHRASES, FIVE_GAPS_S, rate)
+    pcm = turns.pcm if seed is None else add_noise(turns.pcm, rate, turns.bounds_ms, 10.0, seed)
+    detector = TurnDetector(rate, silence_duration_ms=500)
+    peeked: SpeechStopped | None = None
+    stops = checked = 0
+    assert detector.peek_end() is None and detector.silent_ms == 0
+    for i in range(0, pcm.size, 480):  # 20 ms at a time
+        if detector.end_settled and peeked is None:
+            peeked = detector.peek_end()
+        elif not detector.end_settled and detector.in_speech:
+            peeked = None  # speech again: that end was not the turn's
+        for event in detector.feed(pcm[i:i + 480]):
+            if isinstance(event, SpeechStopped):
+                stops += 1
+                assert peeked is not None, "the turn ended with no settled end before it"
+                assert peeked.end_ms == event.end_ms
+                np.testing.assert_array_equal(peeked.audio, event.audio)
+                checked += 1
+                peeked = None
+    assert stops == checked == len(turns.bounds_ms)
+    assert not detector.end_settled and detector.silent_ms == 0
 
 
 def test_force_end_closes_the_turn_at_the_stream_position() -> None:

@@ -305,6 +305,65 @@ async def test_create_response_false_stops_after_the_user_item(
     assert h.one("response.done")["response"]["status"] == "completed"
 
 
+class CountingEars:
+    """A transcriber that hears the number of samples it is given, and notes what the
+    session had said when it was called."""
+
+    def __init__(self, h: list[Harness]) -> None:
+        self.harness = h
+        self.calls: list[tuple[int, int]] = []  # (samples, speech_stopped events so far)
+
+    def __call__(self, pcm: np.ndarray, rate: int) -> str:
+        self.calls.append((pcm.size, len(self.harness[0].of("input_audio_buffer.speech_stopped"))))
+        return f"{pcm.size} samples"
+
+
+async def feed_in_real_time(h: Harness, pcm: np.ndarray, speed: float = 10.0) -> None:
+    """Feed 20 ms at a time, giving the session's tasks a turn between chunks."""
+    for i in range(0, pcm.size, 480):
+        h.session.feed_audio(pcm[i:i + 480])
+        await asyncio.sleep(0.02 / speed)
+
+
+async def test_a_turn_is_recognised_before_its_silence_ends_it(make: MakeHarness,
+                                                               speech: np.ndarray) -> None:
+    """With server VAD the recogniser starts once the turn's end is settled, 300 ms before
+    the 500 ms of silence commit it, and the commit reuses that work: one recognition of
+    exactly the committed audio."""
+    box: list[Harness] = []
+    ears = CountingEars(box)
+    h = make(session=transcription(create_response=False),
+             transcriber=CallableTranscriber(ears), output="instant")
+    box.append(h)
+    await feed_in_real_time(h, speech)
+    done = await h.wait_for("conversation.item.input_audio_transcription.completed")
+    assert collapse(h.types(1)) == USER_VOICE + TRANSCRIPTION
+    assert len(ears.calls) == 1
+    samples, stopped_before = ears.calls[0]
+    assert stopped_before == 0  # started before the turn was over
+    assert done["transcript"] == f"{samples} samples"
+    assert done["usage"]["seconds"] == round(samples / 24000, 3)  # the committed audio
+
+
+async def test_speech_within_the_silence_drops_the_early_recognition(
+        make: MakeHarness) -> None:
+    """The user pauses 400 ms (less than the 500 ms that end a turn) and goes on: the early
+    recognition of the first part is dropped and the whole turn is recognised."""
+    box: list[Harness] = []
+    ears = CountingEars(box)
+    h = make(session=transcription(create_response=False),
+             transcriber=CallableTranscriber(ears), output="instant")
+    box.append(h)
+    pcm = make_turns([HEARD, "what is the weather like"], [0.4], 24000, lead_s=1.0,
+                     tail_s=1.5).pcm
+    await feed_in_real_time(h, pcm)
+    done = await h.wait_for("conversation.item.input_audio_transcription.completed")
+    assert len(h.of("input_audio_buffer.committed")) == 1  # one turn
+    whole = round(done["usage"]["seconds"] * 24000)
+    assert done["transcript"] == f"{whole} samples"
+    assert len(ears.calls) == 2 and ears.calls[0][0] < whole  # the first part, then all
+
+
 async def test_push_to_talk_commit_then_create_answers_the_turn(
         make: MakeHarness, speech: np.ndarray) -> None:
     h = make(session=transcription(), output="instant")

@@ -86,7 +86,7 @@ async def test_several_calls_recognising_at_once(make_server: Any, whisper: Any)
     async with make_server(port=0, transcriber=whisper) as server:
         results = await asyncio.gather(*(one(server, s) for s in FREE))
     for sentence, (user, reply) in zip(FREE, results, strict=True):
-        assert word_errors(sentence, user) <= 1
+        assert word_errors(sentence, user) <= 1, (sentence, user)
         assert normalize_phrase(reply) == normalize_phrase(f"you said {user}")
 
 
