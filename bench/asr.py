@@ -133,7 +133,8 @@ def lay_out(condition: Condition, seed: int) -> None:
 
 
 class Capture:
-    """A streaming transcriber that keeps every turn it is given, then defers to ``inner``."""
+    """A streaming transcriber that keeps every turn the server commits, then defers to
+    ``inner`` (an early recognition the server drops is replaced by the whole turn)."""
 
     def __init__(self, inner: WhisperTranscriber) -> None:
         self.inner = inner
@@ -144,7 +145,13 @@ class Capture:
         return self.inner.executor
 
     def segments(self, pcm: np.ndarray, rate: int, hints: TranscriptionHints) -> Iterator[str]:
-        self.turns.append(pcm.copy())
+        last = self.turns[-1] if self.turns else None
+        if last is not None and last.size <= pcm.size and np.array_equal(pcm[:last.size], last):
+            # the server recognised this turn early, then the user went on: only the whole
+            # turn is committed
+            self.turns[-1] = pcm.copy()
+        else:
+            self.turns.append(pcm.copy())
         return self.inner.segments(pcm, rate, hints)
 
     def transcribe(self, pcm: np.ndarray, rate: int) -> str:

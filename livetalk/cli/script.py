@@ -136,7 +136,7 @@ async def main(args: argparse.Namespace, runtime: Runtime) -> ExitStatus:
     from livetalk.scenarios.limits import CallLimits, LocalLimiter
     from livetalk.scenarios.report import Progress
     from livetalk.scenarios.runner import run_in_processes, run_scenarios
-    from livetalk.scenarios.schema import scenario_phrases
+    from livetalk.scenarios.schema import local_recogniser, scenario_phrases
 
     scenarios, prices = _check_inputs(args)
     out = Output(runtime)
@@ -177,11 +177,8 @@ async def main(args: argparse.Namespace, runtime: Runtime) -> ExitStatus:
     elif args.local:
         from livetalk.server import serve
 
-        phrases = scenario_phrases(scenarios) or None
-        # told the phrases the scenarios say, pocketsphinx hears them word for word (as the
-        # Ray workers' servers do); open-vocabulary Whisper would make checks flaky
-        asr = "pocketsphinx" if phrases else "auto"
-        async with serve(port=0, phrases=phrases, asr=asr,
+        phrases = scenario_phrases(scenarios)
+        async with serve(port=0, phrases=phrases or None, asr=local_recogniser(phrases),
                          realtime_factor=args.speed) as server:
             base_url = server.base_url
             results = await run(base_url, args.api_key or LOCAL_API_KEY)

@@ -56,7 +56,7 @@ from livetalk.scenarios.runner import (
     ScenarioResult,
     run_scenario,
 )
-from livetalk.scenarios.schema import Scenario, scenario_phrases
+from livetalk.scenarios.schema import Scenario, local_recogniser, scenario_phrases
 
 __all__ = [
     "CLUSTER_ERROR_KINDS",
@@ -175,12 +175,13 @@ _VOICE: list[Any] = []
 
 
 def _ears_and_voice(phrases: tuple[str, ...]) -> tuple[Any, Any]:
-    from livetalk.server.asr import PocketSphinxTranscriber
+    from livetalk.server.asr import make_transcriber
     from livetalk.server.tts import EspeakSynthesizer
 
     if phrases not in _EARS:
         _EARS.clear()
-        _EARS[phrases] = PocketSphinxTranscriber(phrases=list(phrases) or None)
+        _EARS[phrases] = make_transcriber(local_recogniser(phrases),
+                                          phrases=list(phrases) or None)
     if not _VOICE:
         _VOICE.append(EspeakSynthesizer())
     return _EARS[phrases], _VOICE[0]

@@ -31,11 +31,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from livetalk._extras import install_hint
 from livetalk.errors import ConfigError, ScenarioError
 from livetalk.protocol.session import DEFAULT_TRANSCRIPTION_MODEL, SessionConfig
+
+if TYPE_CHECKING:
+    from livetalk.server.asr import AsrChoice
 
 __all__ = [
     "DEFAULT_REPLY_TIMEOUT_S",
@@ -451,3 +454,14 @@ def scenario_phrases(scenarios: Iterable[Scenario | str | Path]) -> list[str]:
         for scenario in loaded:
             phrases.update(dict.fromkeys(scenario.phrases))
     return list(phrases)
+
+
+def local_recogniser(phrases: Sequence[str]) -> AsrChoice:
+    """The local server's recogniser (its ``asr=``) for scripted sessions that say ``phrases``.
+
+    Told every phrase the scenarios say, pocketsphinx hears them word for word, where
+    open-vocabulary Whisper sometimes does not ("three" -> "free") and would make the
+    scenarios' checks flaky; with no phrases, the server's default (``"auto"``). Used by
+    ``livetalk script --local`` and by the local servers of Ray workers alike.
+    """
+    return "pocketsphinx" if phrases else "auto"
