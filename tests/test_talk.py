@@ -235,10 +235,13 @@ async def test_talk_with_aec_in_a_simulated_room(make_server) -> None:
                      f"({result.false_triggers} false triggers, {result.self_interruptions} "
                      f"self-interruptions): {result.timeline}")
     if result.user_texts[2:] != [PHRASES[2]]:
-        # seen on every run so far: the barge-in is heard (above) but not understood
+        # seen on every run so far: the barge-in is heard (above) but not understood. AEC3
+        # attenuates the user 7-18 dB during the first half second of double talk (measured
+        # offline, docs/audio.md): the server gets "... goodbye" without "thank you", which
+        # Whisper hears as "Goodbye" and pocketsphinx, held to its phrase list, as nothing
         pytest.xfail(f"open (issue 15): the barge-in's transcript is {result.user_texts[2:]!r}; "
-                     "the server's recogniser gets the user's words over the cancelled "
-                     "reply's residual echo wrong")
+                     "the echo canceller attenuates the first half second of the user's "
+                     "words over the reply")
 
 
 def test_headphones_hint_choice() -> None:
