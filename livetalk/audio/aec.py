@@ -383,11 +383,16 @@ class AcousticEchoCanceller(EchoControl):
 
     def _align(self, playhead: int, measured_end: int) -> int:
         """Fold one measurement of where the chunk really ends into the offset; return it."""
+        # the largest measurement of the window: a monotonic deque (each later measurement
+        # evicts the smaller ones before it, which can never be the largest again)
         measures = self._measures
-        measures.append((playhead, measured_end - self._model_end))
-        while measures and measures[0][0] < playhead - self._window:
+        measure = measured_end - self._model_end
+        while measures and measures[-1][1] <= measure:
+            measures.pop()
+        measures.append((playhead, measure))
+        while measures[0][0] < playhead - self._window:
             measures.popleft()
-        latest = max(m for _, m in measures)
+        latest = measures[0][1]
         if self._offset is None or abs(latest - self._offset) >= self._step:
             if self._offset is not None:
                 self.realignments += 1

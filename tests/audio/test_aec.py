@@ -199,6 +199,23 @@ def test_a_realignment_moves_the_queued_reference_too(synthesizer) -> None:
     assert np.array_equal(ref, far[ms(40) : ms(220)])
 
 
+def test_the_offset_is_the_latest_placement_seen_within_the_window(synthesizer) -> None:
+    """One late report holds the reference back for ``align_window_ms`` (the speaker's queue
+    is the latest measured), then the offset falls back to what the newer reports say."""
+    far, _, _, _ = scene(synthesizer, near=False)
+    control = AcousticEchoCanceller(RATE, RATE, align_window_ms=500)
+    offsets = []
+    for k in range(60):  # 1.2 s: one chunk queued and one played per 20 ms
+        late = 60.0 if k == 5 else 0.0
+        control.on_playback(far[k * TICK : (k + 1) * TICK], queued_ms=20.0 + late)
+        control.process(np.zeros(TICK, np.int16))
+        offsets.append(control.statistics().offset_ms)
+    assert offsets[:5] == [0.0] * 5
+    assert offsets[5:30] == [pytest.approx(60)] * 25  # within 500 ms of the late report
+    assert offsets[32:] == [0.0] * 28  # forgotten once it is older than the window
+    assert control.realignments == 2
+
+
 def ms(x: float) -> int:
     return int(x * RATE / 1000)
 
