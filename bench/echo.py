@@ -53,7 +53,9 @@ def offline() -> list[dict[str, Any]]:
             rows.append(row)
             print(f"{setup.name:36} {mode.value:12} ERLE {row['erle_db']:5} dB  conv "
                   f"{row['convergence_s']} s  DT kept {row['double_talk_corr']} (in "
-                  f"{row['double_talk_corr_in']})  CPU {row['cpu_ms_per_s']} ms/s", flush=True)
+                  f"{row['double_talk_corr_in']})  VAD false {row['vad_false_starts']} "
+                  f"barge-in {row['vad_barge_in_ms']} ms  CPU {row['cpu_ms_per_s']} ms/s",
+                  flush=True)
     return rows
 
 
@@ -123,11 +125,15 @@ def render(info: dict[str, Any], sim: list[dict[str, Any]], real: list[dict[str,
         f"reaches {CONVERGED_DB:g} dB. Double talk kept: correlation of short-time magnitude "
         "spectra of the output with the clean user speech (1 = intact; the raw microphone "
         "signal in brackets). CPU: thread time in the echo control per second of audio; the "
-        "ratio is against half-duplex in the same run.",
+        "ratio is against half-duplex in the same run. VAD: the local server's default "
+        "server VAD run over the output: turns it starts outside the user's speech (the "
+        "offline counterpart of the calls' false triggers below), and how long after the "
+        "user starts talking over the reply it starts one (ms; none: not within 1 s).",
         "",
         "| Setup | RT60 | Mode | ERLE (goal >= 25 dB) | Convergence | Double talk kept | "
-        "User alone kept | CPU ms/s (goal <= 15) | CPU vs half-duplex | Goals |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "User alone kept | VAD false starts | VAD barge-in ms | CPU ms/s (goal <= 15) | "
+        "CPU vs half-duplex | Goals |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sim:
         ratio = r["cpu_ms_per_s"] / base_cpu[r["setup"]] if base_cpu.get(r["setup"]) else 0
@@ -144,7 +150,9 @@ def render(info: dict[str, Any], sim: list[dict[str, Any]], real: list[dict[str,
         lines.append(
             f"| {r['setup']} | {r['rt60_s']} s | {r['mode']} | {r['erle_db']} dB | "
             f"{_fmt(r['convergence_s'])} s | {r['double_talk_corr']} ({r['double_talk_corr_in']}) "
-            f"| {r['near_only_corr']} | {r['cpu_ms_per_s']} | {ratio:.1f}x | {goals} |")
+            f"| {r['near_only_corr']} | {r['vad_false_starts']} | "
+            f"{_fmt(r['vad_barge_in_ms']) if r['vad_barge_in_ms'] is not None else 'none'} | "
+            f"{r['cpu_ms_per_s']} | {ratio:.1f}x | {goals} |")
     lines += [
         "",
         "Why `aec` misses where it does: ERLE in the reverberant kitchen, because AEC3's linear "

@@ -31,6 +31,7 @@ from livetalk.audio.echo import EchoMode, make_echo_control
 from livetalk.audio.format import API_RATE, PCM
 from livetalk.audio.playout import PlayoutBuffer
 from livetalk.audio.resample import resample
+from livetalk.audio.vad import SpeechStarted, TurnDetector
 from livetalk.server.tts import EspeakSynthesizer
 
 __all__ = ["Scene", "build_scene", "measure", "run_mode"]
@@ -45,6 +46,8 @@ NEAR_DBFS = -28.0
 SNR_DB = 20.0
 ERLE_CAP_DB = 60.0
 CONVERGED_DB = 25.0
+VAD_PADDING_MS = 300
+"""The local server's default server VAD: threshold 0.5, 300 ms prefix, 500 ms silence."""
 
 REPLIES = (
     "Sure. The forecast for today is mostly sunny, with a few clouds in the afternoon and a "
@@ -306,7 +309,10 @@ def measure(scene: Scene, out: PCM, cpu_s: float) -> dict[str, Any]:
             p = power(out[i : i + MIC_CHUNK])
             if p > 0:
                 residual_peak = max(residual_peak, 10 * math.log10(p / 32768**2))
+    false_starts, barge_in_ms = vad_check(scene, out)
     return {
+        "vad_false_starts": false_starts,
+        "vad_barge_in_ms": barge_in_ms,
         "erle_db": round(erle, 1),
         "convergence_s": round(convergence, 2),
         "double_talk_corr": round(dt_out, 2),
@@ -316,3 +322,27 @@ def measure(scene: Scene, out: PCM, cpu_s: float) -> dict[str, Any]:
         "residual_peak_dbfs": round(residual_peak, 1),
         "cpu_ms_per_s": round(cpu_s * 1000 / (n / RATE), 2),
     }
+
+
+def vad_check(scene: Scene, out: PCM) -> tuple[int, float | None]:
+    """Run the local server's default server VAD over an echo control's output.
+
+    Returns:
+        The turns it starts outside the user's speech (from 100 ms before the user starts to
+        500 ms after they stop): what the server would take for the user, the offline
+        counterpart of the calls' false triggers; and when the first turn starts after the
+        user begins talking over the reply (ms, the onset without the prefix padding; None
+        if none within 1 s).
+    """
+    detector = TurnDetector.from_threshold(RATE, 0.5, prefix_padding_ms=VAD_PADDING_MS,
+                                           silence_duration_ms=500)
+    onsets: list[float] = []
+    for i in range(0, out.size, MIC_CHUNK):
+        for event in detector.feed(out[i : i + MIC_CHUNK]):
+            if isinstance(event, SpeechStarted):
+                onsets.append(event.start_ms + VAD_PADDING_MS)
+    user = [(a * 1000 / RATE - 100, b * 1000 / RATE + 500) for a, b in scene.near_spans]
+    false_starts = sum(not any(a <= t <= b for a, b in user) for t in onsets)
+    talk_over = scene.double_talk[0] * 1000 / RATE
+    barge_in = [t - talk_over for t in onsets if talk_over - 100 <= t <= talk_over + 1000]
+    return false_starts, (round(barge_in[0]) if barge_in else None)
