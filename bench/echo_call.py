@@ -176,7 +176,7 @@ class CallResult:
 async def run_call(make_server: Any, setup: Setup | None, mode: EchoMode | None, *,
                    replies: int, barge_every: int = 4, speed: float = 2.0,
                    timeout_s: float = 300.0, phrases: list[np.ndarray] | None = None,
-                   seed: int = 0) -> CallResult:
+                   barge_after_ms: float = 1000, seed: int = 0) -> CallResult:
     """One conversation through ``setup`` (None: headphones, no echo at all) with ``mode``.
 
     Args:
@@ -189,12 +189,13 @@ async def run_call(make_server: Any, setup: Setup | None, mode: EchoMode | None,
         speed: media clock speed (the server runs at the same ``realtime_factor``).
         timeout_s: wall-clock bound for the call.
         phrases: the user's phrases (default :func:`user_phrases`).
+        barge_after_ms: how far into a reply the user barges in (by the sound card's clock).
         seed: the noise seed.
     """
     from livetalk.call import Call
 
     phrases = phrases if phrases is not None else user_phrases()
-    user = User(phrases, replies, barge_every=barge_every)
+    user = User(phrases, replies, barge_every=barge_every, barge_after_ms=barge_after_ms)
     echo = EchoPath(setup, DEVICE_RATE, DEVICE_RATE * TICK_MS // 1000) if setup else None
     latency = setup.device_delay_ms / 2 if setup else 10.0
     sd = RoomSoundDevice(

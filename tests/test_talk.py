@@ -217,9 +217,12 @@ async def test_talk_with_aec_in_a_simulated_room(make_server) -> None:
 
     said = user_phrases()
     # "thank you goodbye" alone, "what is the weather like today" alone, then "thank you
-    # goodbye" again over the second reply, one second into it
+    # goodbye" again over the second reply (2 s long), 0.7 s into it: past the canceller's
+    # 2 s warm-up, and early enough that a barge-in heard late on a loaded machine (up to
+    # 1 s was seen) still finds the reply playing
     result = await run_call(make_server, SETUPS[2], EchoMode.AEC, replies=3, barge_every=2,
-                            speed=1.0, timeout_s=100, phrases=[said[2], said[1]])
+                            speed=1.0, timeout_s=100, phrases=[said[2], said[1]],
+                            barge_after_ms=700)
     assert not result.timed_out, result
     assert result.mode == "aec" and result.replies == 3
     assert result.barged == [False, False, True]
@@ -235,7 +238,7 @@ async def test_talk_with_aec_in_a_simulated_room(make_server) -> None:
                      f"({result.false_triggers} false triggers, {result.self_interruptions} "
                      f"self-interruptions): {result.timeline}")
     if result.user_texts[2:] != [PHRASES[2]]:
-        # seen on every run so far: the barge-in is heard (above) but not understood. AEC3
+        # seen in about half the runs: the barge-in is heard (above) but not understood. AEC3
         # attenuates the user 7-18 dB during the first half second of double talk (measured
         # offline, docs/audio.md): the server gets "... goodbye" without "thank you", which
         # Whisper hears as "Goodbye" and pocketsphinx, held to its phrase list, as nothing

@@ -110,6 +110,10 @@ class StreamingTranscriber(Transcriber, Protocol):
     :meth:`segments` runs in :attr:`executor` (the recogniser's own bounded pool, so that
     many calls recognising at once queue there instead of taking every thread of the event
     loop's default executor). It must be safe to call from several threads.
+
+    A recogniser may also set a class attribute ``stateless = True`` (see
+    :func:`decodes_statelessly`) when a decoding leaves nothing behind that changes the next
+    ones: the server then starts recognising a turn before its commit.
     """
 
     @property
@@ -130,6 +134,16 @@ class StreamingTranscriber(Transcriber, Protocol):
             the whole transcript. Nothing for silence.
         """
         ...
+
+
+def decodes_statelessly(transcriber: Transcriber) -> bool:
+    """Whether ``transcriber`` declares ``stateless = True``: decoding a turn leaves nothing
+    behind that changes the next results, so a speculative decoding (of a turn that may
+    still go on) is free of side effects. Whisper is; pocketsphinx is not (its decoder
+    adapts to what it heard: measured, the same committed audio came out as the phrase or
+    as nothing depending on what it had decoded before).
+    """
+    return getattr(transcriber, "stateless", False) is True
 
 
 _DONE = object()

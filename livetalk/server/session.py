@@ -19,7 +19,8 @@ event already handed to a listener) to every attached listener:
   audio accumulates until ``input_audio_buffer.commit``;
 * its own tasks: one ASR task per committed user item (in an executor; with server VAD it
   starts ``_EARLY_LEAD_MS`` before the silence that ends the turn has run out, once the
-  turn's end is settled, and is dropped if the user speaks again), and the active
+  turn's end is settled, and is dropped if the user speaks again; only with a recogniser
+  that decodes statelessly), and the active
   response's task: the brain, then TTS, then audio queued on an :class:`AudioOutput` with
   transcript deltas paced by what has actually been played.
 
@@ -98,7 +99,12 @@ from livetalk.protocol.session import (
     merge_session,
     validate_session,
 )
-from livetalk.server.asr import Transcriber, TranscriptionHints, transcript_pieces
+from livetalk.server.asr import (
+    Transcriber,
+    TranscriptionHints,
+    decodes_statelessly,
+    transcript_pieces,
+)
 from livetalk.server.brain import (
     Brain,
     BrainChunk,
@@ -469,6 +475,8 @@ class ServerSession:
     def _recognise_early(self, detector: TurnDetector) -> None:
         """Start recognising the turn in progress once its end is settled and its silence is
         within ``_EARLY_LEAD_MS`` of ending it (the commit then reuses the work)."""
+        if not decodes_statelessly(self.transcriber):
+            return
         if not detector.end_settled:
             self._drop_early()  # the user spoke again: that end was not the turn's
             return

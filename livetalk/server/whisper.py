@@ -190,6 +190,10 @@ class WhisperTranscriber:
             argument is out of range.
     """
 
+    stateless = True
+    """Decoding a turn changes nothing for the next (see
+    :func:`~livetalk.server.asr.decodes_statelessly`): the server may start early."""
+
     def __init__(
         self,
         model: str | Path | None = None,

@@ -305,6 +305,12 @@ async def test_create_response_false_stops_after_the_user_item(
     assert h.one("response.done")["response"]["status"] == "completed"
 
 
+class StatelessEars(CallableTranscriber):
+    """A host function as the ears, declared free of side effects (as Whisper is)."""
+
+    stateless = True
+
+
 class CountingEars:
     """A transcriber that hears the number of samples it is given, and notes what the
     session had said when it was called."""
@@ -333,7 +339,7 @@ async def test_a_turn_is_recognised_before_its_silence_ends_it(make: MakeHarness
     box: list[Harness] = []
     ears = CountingEars(box)
     h = make(session=transcription(create_response=False),
-             transcriber=CallableTranscriber(ears), output="instant")
+             transcriber=StatelessEars(ears), output="instant")
     box.append(h)
     await feed_in_real_time(h, speech)
     done = await h.wait_for("conversation.item.input_audio_transcription.completed")
@@ -345,6 +351,20 @@ async def test_a_turn_is_recognised_before_its_silence_ends_it(make: MakeHarness
     assert done["usage"]["seconds"] == round(samples / 24000, 3)  # the committed audio
 
 
+async def test_a_stateful_recogniser_hears_the_turn_once_committed(make: MakeHarness,
+                                                                   speech: np.ndarray) -> None:
+    """A recogniser that does not declare ``stateless`` (pocketsphinx adapts to what it
+    decoded) is never run on a turn that may still go on: once, after the commit."""
+    box: list[Harness] = []
+    ears = CountingEars(box)
+    h = make(session=transcription(create_response=False),
+             transcriber=CallableTranscriber(ears), output="instant")
+    box.append(h)
+    await feed_in_real_time(h, speech)
+    await h.wait_for("conversation.item.input_audio_transcription.completed")
+    assert len(ears.calls) == 1 and ears.calls[0][1] == 1  # after speech_stopped
+
+
 async def test_speech_within_the_silence_drops_the_early_recognition(
         make: MakeHarness) -> None:
     """The user pauses 400 ms (less than the 500 ms that end a turn) and goes on: the early
@@ -352,7 +372,7 @@ async def test_speech_within_the_silence_drops_the_early_recognition(
     box: list[Harness] = []
     ears = CountingEars(box)
     h = make(session=transcription(create_response=False),
-             transcriber=CallableTranscriber(ears), output="instant")
+             transcriber=StatelessEars(ears), output="instant")
     box.append(h)
     pcm = make_turns([HEARD, "what is the weather like"], [0.4], 24000, lead_s=1.0,
                      tail_s=1.5).pcm
