@@ -312,16 +312,28 @@ class StatelessEars(CallableTranscriber):
 
 
 class CountingEars:
-    """A transcriber that hears the number of samples it is given, and notes what the
-    session had said when it was called."""
+    """A transcriber that hears the number of samples it is given, and notes how many
+    ``speech_stopped`` the session had sent when it was called."""
 
-    def __init__(self, h: list[Harness]) -> None:
-        self.harness = h
+    def __init__(self) -> None:
+        self.harness: Harness | None = None
         self.calls: list[tuple[int, int]] = []  # (samples, speech_stopped events so far)
 
     def __call__(self, pcm: np.ndarray, rate: int) -> str:
-        self.calls.append((pcm.size, len(self.harness[0].of("input_audio_buffer.speech_stopped"))))
+        assert self.harness is not None
+        self.calls.append((pcm.size, len(self.harness.of("input_audio_buffer.speech_stopped"))))
         return f"{pcm.size} samples"
+
+
+def counted(make: MakeHarness, *, stateless: bool) -> tuple[Harness, CountingEars]:
+    """A session with server VAD, no automatic response and :class:`CountingEars`, declared
+    stateless (as Whisper is) or not (as pocketsphinx)."""
+    ears = CountingEars()
+    kind = StatelessEars if stateless else CallableTranscriber
+    h = make(session=transcription(create_response=False), transcriber=kind(ears),
+             output="instant")
+    ears.harness = h
+    return h, ears
 
 
 async def feed_in_real_time(h: Harness, pcm: np.ndarray, speed: float = 10.0) -> None:
@@ -336,11 +348,7 @@ async def test_a_turn_is_recognised_before_its_silence_ends_it(make: MakeHarness
     """With server VAD the recogniser starts once the turn's end is settled, 300 ms before
     the 500 ms of silence commit it, and the commit reuses that work: one recognition of
     exactly the committed audio."""
-    box: list[Harness] = []
-    ears = CountingEars(box)
-    h = make(session=transcription(create_response=False),
-             transcriber=StatelessEars(ears), output="instant")
-    box.append(h)
+    h, ears = counted(make, stateless=True)
     await feed_in_real_time(h, speech)
     done = await h.wait_for("conversation.item.input_audio_transcription.completed")
     assert collapse(h.types(1)) == USER_VOICE + TRANSCRIPTION
@@ -355,11 +363,7 @@ async def test_a_stateful_recogniser_hears_the_turn_once_committed(make: MakeHar
                                                                    speech: np.ndarray) -> None:
     """A recogniser that does not declare ``stateless`` (pocketsphinx adapts to what it
     decoded) is never run on a turn that may still go on: once, after the commit."""
-    box: list[Harness] = []
-    ears = CountingEars(box)
-    h = make(session=transcription(create_response=False),
-             transcriber=CallableTranscriber(ears), output="instant")
-    box.append(h)
+    h, ears = counted(make, stateless=False)
     await feed_in_real_time(h, speech)
     await h.wait_for("conversation.item.input_audio_transcription.completed")
     assert len(ears.calls) == 1 and ears.calls[0][1] == 1  # after speech_stopped
@@ -369,11 +373,7 @@ async def test_speech_within_the_silence_drops_the_early_recognition(
         make: MakeHarness) -> None:
     """The user pauses 400 ms (less than the 500 ms that end a turn) and goes on: the early
     recognition of the first part is dropped and the whole turn is recognised."""
-    box: list[Harness] = []
-    ears = CountingEars(box)
-    h = make(session=transcription(create_response=False),
-             transcriber=StatelessEars(ears), output="instant")
-    box.append(h)
+    h, ears = counted(make, stateless=True)
     pcm = make_turns([HEARD, "what is the weather like"], [0.4], 24000, lead_s=1.0,
                      tail_s=1.5).pcm
     await feed_in_real_time(h, pcm)
